@@ -1,0 +1,26 @@
+"""keras-vae: variational autoencoders in Keras 3 with a TFP posterior."""
+
+import keras
+
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(
+        "keras_vae needs the TensorFlow backend of Keras 3 (TFP distributions, SavedModel and "
+        f"TFLite export); KERAS_BACKEND is {keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
+    )
+
+from keras_vae import objectives  # noqa: E402
+from keras_vae.likelihoods import Bernoulli, Gaussian  # noqa: E402
+from keras_vae.networks import build_conv, build_mlp  # noqa: E402
+from keras_vae.vae import VAE, build_vae  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE",
+    "Bernoulli",
+    "Gaussian",
+    "build_conv",
+    "build_mlp",
+    "build_vae",
+    "objectives",
+]

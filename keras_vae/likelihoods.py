@@ -1,0 +1,120 @@
+"""The decoder's likelihood P(X|z): Bernoulli for binary pixels, Gaussian for real values.
+
+A likelihood turns the decoder's raw output (its "parameters") into a TFP distribution over one
+example, with the data dimensions as the event, so `log_prob` sums over them.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+# A learned sigma below this makes log P(X|z) unbounded on data with constant pixels: the model
+# would shrink sigma forever instead of learning. 1e-3 is far below any useful pixel noise.
+MIN_SIGMA = 1e-3
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class Bernoulli(keras.layers.Layer):
+    """P(X|z) = Bernoulli(sigmoid(f(z))) per data dimension, for pixels in [0, 1].
+
+    The decoder outputs logits. Fractional targets in [0, 1] are accepted and give the usual
+    binary cross-entropy; they should be binarized for an exact log-likelihood.
+
+    Args:
+        event_ndims: int. Number of trailing data dimensions summed by `log_prob`.
+    """
+
+    requires_unit_interval = True
+
+    def __init__(self, event_ndims=1, **kwargs):
+        super().__init__(**kwargs)
+        self.event_ndims = event_ndims
+
+    def distribution(self, params):
+        return tfd.Independent(
+            tfd.Bernoulli(logits=params, dtype=params.dtype),
+            reinterpreted_batch_ndims=self.event_ndims,
+        )
+
+    def log_prob(self, x, params):
+        # Written out rather than through tfd.Bernoulli.log_prob, which rounds fractional x.
+        # max(l, 0) - l * x + log(1 + exp(-|l|)): binary cross-entropy, stable and broadcasting.
+        log_p = -(tf.nn.relu(params) - params * x + tf.math.log1p(tf.exp(-tf.abs(params))))
+        return tf.reduce_sum(log_p, axis=list(range(-self.event_ndims, 0)))
+
+    def mean(self, params):
+        return tf.sigmoid(params)
+
+    def get_config(self):
+        return {**super().get_config(), "event_ndims": self.event_ndims}
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class Gaussian(keras.layers.Layer):
+    """P(X|z) = N(X | f(z), sigma^2 I), with sigma fixed or learned.
+
+    sigma is the model's regularization knob: a large sigma lets reconstructions be blurry and
+    weighs the KL more; a small one asks for sharp reconstructions.
+
+    Args:
+        event_shape: tuple of ints. Shape of one example.
+        sigma: float or None. Fixed standard deviation; `None` learns one per data dimension
+            (floored at `MIN_SIGMA`).
+    """
+
+    requires_unit_interval = False
+
+    def __init__(self, event_shape, sigma=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0):
+            raise ValueError(
+                f"sigma must be a positive number or None (learned); received sigma={sigma!r}."
+            )
+        self.event_shape = tuple(event_shape)
+        self.sigma = None if sigma is None else float(sigma)
+        if self.sigma is None:
+            self.log_sigma = self.add_weight(
+                shape=self.event_shape, initializer="zeros", name="log_sigma"
+            )
+        self.built = True
+
+    def scale(self, dtype="float32"):
+        if self.sigma is None:
+            return tf.maximum(tf.exp(tf.cast(self.log_sigma, dtype)), MIN_SIGMA)
+        return tf.constant(self.sigma, dtype)
+
+    def distribution(self, params):
+        return tfd.Independent(
+            tfd.Normal(loc=params, scale=self.scale(params.dtype) * tf.ones_like(params)),
+            reinterpreted_batch_ndims=len(self.event_shape),
+        )
+
+    def log_prob(self, x, params):
+        sigma = self.scale(params.dtype)
+        log_p = -0.5 * tf.square((x - params) / sigma) - tf.math.log(sigma)
+        axes = list(range(-len(self.event_shape), 0))
+        return tf.reduce_sum(log_p, axis=axes) - 0.5 * math.log(2 * math.pi) * math.prod(
+            self.event_shape
+        )
+
+    def mean(self, params):
+        return params
+
+    def get_config(self):
+        return {**super().get_config(), "event_shape": self.event_shape, "sigma": self.sigma}
+
+
+LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian}
+
+
+def make_likelihood(name, event_shape, sigma=1.0):
+    """Builds the likelihood named `name` ("bernoulli" or "gaussian") for examples of `event_shape`."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"Unknown likelihood {name!r}; expected one of {sorted(LIKELIHOODS)}.")
+    if name == "gaussian":
+        return Gaussian(event_shape, sigma=sigma, name="likelihood")
+    return Bernoulli(event_ndims=len(event_shape), name="likelihood")

@@ -1,0 +1,107 @@
+"""Ready-made encoder/decoder pairs.
+
+An encoder maps a batch of examples `[B, *data_shape]` to `[B, 2 * latent_dim]`: the posterior
+mean followed by an unconstrained scale (the model makes it positive). A decoder maps `[B,
+latent_dim]` to `[B, *data_shape]`: the likelihood's parameters (logits, or the Gaussian mean).
+Any Keras models with those signatures can be given to `VAE` instead.
+"""
+
+import math
+
+import keras
+
+
+def _check_common(input_shape, latent_dim):
+    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be an integer >= 1; received latent_dim={latent_dim!r}.")
+    input_shape = tuple(input_shape)
+    if not input_shape or not all(isinstance(d, int) and d >= 1 for d in input_shape):
+        raise ValueError(
+            "input_shape must be the shape of one example, positive integers without the batch "
+            f"dimension, e.g. (64,) or (28, 28, 1); received input_shape={input_shape!r}."
+        )
+    return input_shape
+
+
+def build_mlp(input_shape, latent_dim, hidden_units=(256, 128)):
+    """A fully connected encoder/decoder pair for examples of any shape (flattened inside).
+
+    Args:
+        input_shape: tuple of ints. Shape of one example, e.g. `(64,)` or `(8, 8, 1)`.
+        latent_dim: int. Size of z.
+        hidden_units: tuple of ints. Encoder layer widths; the decoder mirrors them.
+
+    Returns:
+        `(encoder, decoder)`, two functional `keras.Model`s.
+
+    Example:
+    >>> encoder, decoder = build_mlp((64,), latent_dim=2)
+    """
+    input_shape = _check_common(input_shape, latent_dim)
+    hidden_units = tuple(int(u) for u in hidden_units)
+    x = inputs = keras.Input(input_shape, name="x")
+    if len(input_shape) > 1:
+        x = keras.layers.Flatten()(x)
+    for units in hidden_units:
+        x = keras.layers.Dense(units, activation="relu")(x)
+    encoder = keras.Model(inputs, keras.layers.Dense(2 * latent_dim)(x), name="encoder")
+
+    h = z = keras.Input((latent_dim,), name="z")
+    for units in reversed(hidden_units):
+        h = keras.layers.Dense(units, activation="relu")(h)
+    h = keras.layers.Dense(math.prod(input_shape))(h)
+    if len(input_shape) > 1:
+        h = keras.layers.Reshape(input_shape)(h)
+    decoder = keras.Model(z, h, name="decoder")
+    return encoder, decoder
+
+
+def build_conv(input_shape, latent_dim, filters=(32, 64), dense_units=16):
+    """A convolutional encoder/decoder pair for images `(H, W, C)` of any size.
+
+    The stack of the official Keras VAE example: stride-2 3x3 convolutions down, a dense
+    bottleneck, transposed convolutions back up, then a crop to `(H, W)` when H or W is not a
+    multiple of `2 ** len(filters)`.
+
+    Args:
+        input_shape: tuple `(H, W, C)`.
+        latent_dim: int. Size of z.
+        filters: tuple of ints. Channels of each stride-2 convolution.
+        dense_units: int. Width of the dense layer before the posterior parameters.
+
+    Returns:
+        `(encoder, decoder)`, two functional `keras.Model`s.
+
+    Example:
+    >>> encoder, decoder = build_conv((28, 28, 1), latent_dim=2)
+    """
+    input_shape = _check_common(input_shape, latent_dim)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"The conv networks take images of shape (H, W, C); received input_shape={input_shape}. "
+            "Add a channel axis, or use arch='mlp' for flat vectors."
+        )
+    height, width, channels = input_shape
+    x = inputs = keras.Input(input_shape, name="x")
+    for f in filters:
+        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(dense_units, activation="relu")(x)
+    encoder = keras.Model(inputs, keras.layers.Dense(2 * latent_dim)(x), name="encoder")
+
+    factor = 2 ** len(filters)
+    low_h, low_w = math.ceil(height / factor), math.ceil(width / factor)
+    h = z = keras.Input((latent_dim,), name="z")
+    h = keras.layers.Dense(low_h * low_w * filters[-1], activation="relu")(h)
+    h = keras.layers.Reshape((low_h, low_w, filters[-1]))(h)
+    for f in reversed(filters):
+        h = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2DTranspose(channels, 3, padding="same")(h)
+    extra_h, extra_w = low_h * factor - height, low_w * factor - width
+    if extra_h or extra_w:
+        h = keras.layers.Cropping2D(((0, extra_h), (0, extra_w)))(h)
+    decoder = keras.Model(z, h, name="decoder")
+    return encoder, decoder
+
+
+ARCHITECTURES = {"mlp": build_mlp, "conv": build_conv}

@@ -1,0 +1,415 @@
+"""The variational autoencoder: a subclassed `keras.Model`.
+
+The encoder gives the posterior Q(z|X) = N(mu(X), diag sigma(X)^2) as a TFP
+`MultivariateNormalDiag`; `call` adds beta * KL(Q(z|X) || P(z)) with `add_loss` and decodes a
+reparameterized z; `train_step` adds the reconstruction term -log P(X|z) and minimizes the sum,
+the negative ELBO.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_vae import likelihoods as likelihoods_lib
+from keras_vae import networks, objectives
+
+tfd = tfp.distributions
+
+# softplus(raw) can underflow to 0 for very negative encoder outputs; log(0) in the KL and in
+# log Q(z|X) would then be -inf. The floor keeps every posterior a proper, finite Gaussian.
+MIN_POSTERIOR_SCALE = 1e-4
+
+
+def _static_shape(tensor_or_model_shape):
+    return tuple(None if d is None else int(d) for d in tensor_or_model_shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class VAE(keras.Model):
+    """A variational autoencoder trained by maximizing the ELBO.
+
+    Args:
+        encoder: keras.Model. Maps `[B, *data_shape]` to `[B, 2 * latent_dim]` (posterior mean,
+            then an unconstrained scale).
+        decoder: keras.Model. Maps `[B, latent_dim]` to `[B, *data_shape]`, the parameters of
+            P(X|z): logits for "bernoulli", the mean for "gaussian".
+        likelihood: str. "bernoulli" (pixels in [0, 1]) or "gaussian".
+        sigma: float or None. The Gaussian likelihood's standard deviation; None learns one per
+            data dimension. Ignored for "bernoulli".
+        beta: float. Weight of the KL term (1 gives the ELBO; other values a beta-VAE).
+        seed: int or None. Seeds the model's own random draws (posterior samples in training).
+
+    Example:
+    >>> encoder, decoder = keras_vae.build_mlp((64,), latent_dim=2)
+    >>> vae = keras_vae.VAE(encoder, decoder, likelihood="bernoulli")
+    >>> vae.compile(optimizer="adam")
+    >>> vae.fit(x_train, epochs=10, validation_data=x_val)
+    >>> images = vae.sample(16, seed=0)
+    """
+
+    def __init__(
+        self, encoder, decoder, likelihood="bernoulli", sigma=1.0, beta=1.0, seed=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if likelihood not in likelihoods_lib.LIKELIHOODS:
+            raise ValueError(
+                f"Unknown likelihood {likelihood!r}; expected one of "
+                f"{sorted(likelihoods_lib.LIKELIHOODS)}."
+            )
+        if not beta >= 0:
+            raise ValueError(f"beta must be a number >= 0; received beta={beta!r}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = self._check_networks(encoder, decoder)
+        self.data_shape = _static_shape(decoder.output.shape[1:])
+        self.likelihood_name = likelihood
+        self.sigma = sigma
+        self.beta = float(beta)
+        self.seed = seed
+        self.likelihood = likelihoods_lib.make_likelihood(likelihood, self.data_shape, sigma)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self.built = True
+
+    @staticmethod
+    def _check_networks(encoder, decoder):
+        for name, net in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(net, keras.Model) or not net.built:
+                raise TypeError(
+                    f"{name} must be a built keras.Model (e.g. functional, with keras.Input); "
+                    f"received {type(net).__name__}."
+                )
+        z_shape = _static_shape(decoder.input.shape)
+        if len(z_shape) != 2 or z_shape[1] is None or z_shape[1] < 1:
+            raise ValueError(
+                f"The decoder must take z of shape (batch, latent_dim) with latent_dim >= 1; "
+                f"its input shape is {z_shape}."
+            )
+        latent_dim = z_shape[1]
+        enc_out = _static_shape(encoder.output.shape)
+        if enc_out[1:] != (2 * latent_dim,):
+            raise ValueError(
+                f"The encoder must output (batch, 2 * latent_dim) = (batch, {2 * latent_dim}): the "
+                f"posterior mean and scale for the decoder's latent_dim={latent_dim}; it outputs "
+                f"{enc_out}."
+            )
+        data_shape = _static_shape(decoder.output.shape[1:])
+        enc_in = _static_shape(encoder.input.shape[1:])
+        if enc_in != data_shape:
+            raise ValueError(
+                f"The encoder takes examples of shape {enc_in} but the decoder produces {data_shape}; "
+                "they must agree."
+            )
+        return latent_dim
+
+    # ----------------------------------------------------------------------------------------
+    # Input checks: static ones at trace time, value ones as graph assertions.
+
+    def _check_inputs(self, x):
+        x = tf.convert_to_tensor(x) if not tf.is_tensor(x) else x
+        if not x.dtype.is_floating:
+            raise TypeError(
+                f"Expected floating-point inputs (float32) of shape (batch, *{self.data_shape}); "
+                f"received dtype {x.dtype.name}. Convert with x.astype('float32') "
+                "(and scale pixels to [0, 1])."
+            )
+        shape = _static_shape(x.shape)
+        if len(shape) != len(self.data_shape) + 1 or any(
+            got is not None and got != want for got, want in zip(shape[1:], self.data_shape)
+        ):
+            raise ValueError(
+                f"Expected inputs of shape (batch, {', '.join(map(str, self.data_shape))}); "
+                f"received shape {shape}."
+            )
+        x = tf.cast(x, self.compute_dtype)
+        checks = [
+            tf.debugging.assert_all_finite(
+                x, "keras_vae.VAE: inputs contain NaN or inf; expected finite values."
+            )
+        ]
+        if self.likelihood.requires_unit_interval:
+            lo, hi = tf.reduce_min(x), tf.reduce_max(x)
+            checks.append(
+                tf.debugging.Assert(
+                    tf.logical_and(lo >= 0.0, hi <= 1.0),
+                    [
+                        "keras_vae.VAE: likelihood='bernoulli' needs pixels in [0, 1]; received "
+                        "min and max:",
+                        lo,
+                        hi,
+                        "Divide 0..255 images by 255, or use likelihood='gaussian'.",
+                    ],
+                )
+            )
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+
+    def _check_latents(self, z):
+        z = tf.convert_to_tensor(z) if not tf.is_tensor(z) else z
+        shape = _static_shape(z.shape)
+        if len(shape) != 2 or shape[1] not in (None, self.latent_dim):
+            raise ValueError(
+                f"Expected latents of shape (batch, {self.latent_dim}); received shape {shape}."
+            )
+        if not z.dtype.is_floating:
+            raise TypeError(f"Expected floating-point latents; received dtype {z.dtype.name}.")
+        return tf.cast(z, self.compute_dtype)
+
+    # ----------------------------------------------------------------------------------------
+    # The model.
+
+    def posterior_from_encoding(self, encoding):
+        loc, raw_scale = tf.split(encoding, 2, axis=-1)
+        scale = tf.nn.softplus(raw_scale) + MIN_POSTERIOR_SCALE
+        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+    def posterior(self, x):
+        """Q(z|X) for a batch `x`, as a `tfd.MultivariateNormalDiag` with batch shape `[B]`."""
+        return self.posterior_from_encoding(self.encoder(self._check_inputs(x)))
+
+    def _posterior_noise(self, batch_size):
+        """Standard normal noise `[batch_size, latent_dim]` for the reparameterization trick.
+
+        Under tf.distribute every replica draws the noise of the whole global batch from the same
+        seed state and keeps its own slice, so N replicas see exactly the noise one device would:
+        distributed training matches single-device training step for step.
+        """
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        if replicas == 1:
+            return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        noise = keras.random.normal(
+            (batch_size * replicas, self.latent_dim), seed=self.seed_generator
+        )
+        start = ctx.replica_id_in_sync_group * batch_size
+        return noise[start : start + batch_size]
+
+    def call(self, inputs, training=None, sample_posterior=None, return_all=False):
+        """Adds beta * KL(Q(z|X) || P(z)) with `add_loss` and decodes z.
+
+        z is a reparameterized sample from Q(z|X) when `sample_posterior` (default: `training`),
+        otherwise the posterior mean. Returns the mean of P(X|z), or with `return_all` a dict
+        with `params` (the decoder's output), `z`, `kl` (per example) and the `posterior`'s
+        `loc` and `scale`.
+        """
+        if sample_posterior is None:
+            sample_posterior = bool(training)
+        posterior = self.posterior(inputs)
+        kl = objectives.kl_to_standard_normal(posterior)
+        self.add_loss(self.beta * tf.reduce_mean(kl))
+        if sample_posterior:
+            # MultivariateNormalDiag is loc + scale * eps: its bijector is the reparameterization.
+            z = posterior.bijector.forward(self._posterior_noise(tf.shape(kl)[0]))
+        else:
+            z = posterior.mean()
+        params = self.decoder(z, training=training)
+        if return_all:
+            return {
+                "params": params,
+                "z": z,
+                "kl": kl,
+                "loc": posterior.mean(),
+                "scale": posterior.stddev(),
+            }
+        return self.likelihood.mean(params)
+
+    # ----------------------------------------------------------------------------------------
+    # Training.
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def _objective(self, data, training):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        out = self(x, training=training, sample_posterior=True, return_all=True)
+        x = tf.cast(x, out["params"].dtype)
+        reconstruction = -self.likelihood.log_prob(x, out["params"])
+        # self.losses holds beta * mean KL from call, plus any regularizers of the networks.
+        objective = tf.reduce_mean(reconstruction) + tf.add_n(self.losses)
+        return objective, reconstruction, out["kl"]
+
+    def _update_metrics(self, reconstruction, kl):
+        # Per-example (rank-1) values: the epoch mean is weighted by examples, and
+        # MultiWorkerMirroredStrategy's fit can reduce them (keras-team/keras#20585).
+        self.loss_tracker.update_state(objectives.negative_elbo(reconstruction, kl, self.beta))
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            objective, reconstruction, kl = self._objective(data, training=True)
+            # Gradients are summed across replicas: dividing by their number makes N replicas
+            # on N slices of the global batch take the same step as one device on all of it.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = objective / replicas
+        grads = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        return self._update_metrics(reconstruction, kl)
+
+    def test_step(self, data):
+        _, reconstruction, kl = self._objective(data, training=False)
+        return self._update_metrics(reconstruction, kl)
+
+    def compile(self, optimizer="adam", **kwargs):
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "VAE computes its own loss (the negative ELBO); compile it without `loss`."
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    # ----------------------------------------------------------------------------------------
+    # What users call on a trained model.
+
+    def encode(self, x):
+        """Returns `(mean, scale)` of Q(z|X), each `[B, latent_dim]`."""
+        posterior = self.posterior(x)
+        return posterior.mean(), posterior.stddev()
+
+    def decode(self, z):
+        """Returns the mean of P(X|z) for latents `z` of shape `[B, latent_dim]`."""
+        return self.likelihood.mean(self.decoder(self._check_latents(z)))
+
+    def reconstruct(self, x):
+        """Decodes the posterior mean: the deterministic reconstruction of `x`."""
+        return self.likelihood.mean(self.decoder(self.posterior(x).mean()))
+
+    def sample_prior(self, num_samples, seed=None):
+        """Draws `[num_samples, latent_dim]` latents from P(z) = N(0, I).
+
+        `seed` (int) makes the draw repeatable; None draws fresh values from the model's seed
+        generator.
+        """
+        if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1; received {num_samples!r}.")
+        return keras.random.normal(
+            (int(num_samples), self.latent_dim),
+            seed=self.seed_generator if seed is None else int(seed),
+            dtype=self.compute_dtype,
+        )
+
+    def sample(self, num_samples, seed=None):
+        """Draws z ~ P(z) and returns the mean of P(X|z): `[num_samples, *data_shape]`."""
+        return self.decode(self.sample_prior(num_samples, seed))
+
+    def elbo(self, x, seed=None):
+        """A one-sample estimate of the ELBO per example, E_Q[log P(X|z)] - KL (beta ignored)."""
+        posterior = self.posterior(x)
+        eps = keras.random.normal(
+            tf.shape(posterior.mean()), seed=self.seed_generator if seed is None else seed
+        )
+        z = posterior.bijector.forward(eps)
+        x = tf.cast(x, z.dtype)
+        log_px = self.likelihood.log_prob(x, self.decoder(z))
+        return log_px - objectives.kl_to_standard_normal(posterior)
+
+    def _decoder_log_prob(self, x, z):
+        """log P(X|z) for `z` of shape `[K, B, L]` and `x` of `[B, ...]`: returns `[K, B]`."""
+        k, b = tf.shape(z)[0], tf.shape(z)[1]
+        params = self.decoder(tf.reshape(z, [-1, self.latent_dim]))
+        params = tf.reshape(params, tf.concat([[k, b], tf.shape(params)[1:]], 0))
+        return self.likelihood.log_prob(x[tf.newaxis], params)
+
+    def _chunks(self, x, num_samples, max_decodes):
+        if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1; received {num_samples!r}.")
+        batch = int(x.shape[0]) if x.shape[0] is not None else 1
+        chunk = max(1, min(int(num_samples), max_decodes // max(batch, 1)))
+        return [min(chunk, num_samples - s) for s in range(0, int(num_samples), chunk)]
+
+    def iw_log_weights(self, x, num_samples, seed=None, max_decodes=65536):
+        """log P(X|z_k) + log P(z_k) - log Q(z_k|X) for z_k ~ Q(z|X): a `[K, B]` tensor.
+
+        Decodes at most `max_decodes` latents at once, to bound memory for large K.
+        """
+        x = self._check_inputs(x)
+        posterior = self.posterior_from_encoding(self.encoder(x))
+        prior = objectives.standard_normal_prior(self.latent_dim, x.dtype)
+        seed_arg = self.seed_generator if seed is None else seed
+        weights = []
+        for i, k in enumerate(self._chunks(x, num_samples, max_decodes)):
+            chunk_seed = seed_arg if seed is None else int(seed) + 7919 * i
+            eps = keras.random.normal(
+                (k, tf.shape(x)[0], self.latent_dim), seed=chunk_seed, dtype=x.dtype
+            )
+            z = posterior.bijector.forward(eps)
+            log_px = self._decoder_log_prob(x, z)
+            weights.append(log_px + prior.log_prob(z) - posterior.log_prob(z))
+        return tf.concat(weights, axis=0)
+
+    def log_likelihood(self, x, num_samples=1000, seed=None):
+        """Importance-weighted (IWAE) estimate of log P(X) per example, in nats: `[B]`.
+
+        A lower bound on log P(X) that is >= the ELBO and tightens as `num_samples` grows.
+        """
+        log_w = self.iw_log_weights(x, num_samples, seed)
+        return objectives.log_mean_exp(log_w, axis=0)
+
+    def naive_log_likelihood(self, x, num_samples=1000, seed=None, max_decodes=65536):
+        """The naive estimate log mean_k P(X|z_k) with z_k ~ P(z): `[B]`, in nats.
+
+        Needs a huge `num_samples` to be useful; compare with `log_likelihood`.
+        """
+        x = self._check_inputs(x)
+        log_px = []
+        for i, k in enumerate(self._chunks(x, num_samples, max_decodes)):
+            seed_arg = self.seed_generator if seed is None else int(seed) + 7919 * i
+            z = keras.random.normal(
+                (k, tf.shape(x)[0], self.latent_dim), seed=seed_arg, dtype=x.dtype
+            )
+            log_px.append(self._decoder_log_prob(x, z))
+        return objectives.naive_log_likelihood(tf.concat(log_px, axis=0))
+
+    # ----------------------------------------------------------------------------------------
+    # Serialization.
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "decoder": keras.saving.serialize_keras_object(self.decoder),
+                "likelihood": self.likelihood_name,
+                "sigma": self.sigma,
+                "beta": self.beta,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return cls(**config)
+
+
+def build_vae(
+    input_shape,
+    latent_dim=2,
+    arch="mlp",
+    likelihood="bernoulli",
+    sigma=1.0,
+    beta=1.0,
+    seed=None,
+    **network_kwargs,
+):
+    """Builds a `VAE` with one of the ready-made networks (`arch` = "mlp" or "conv").
+
+    `network_kwargs` go to the network builder (`hidden_units` for mlp; `filters`,
+    `dense_units` for conv).
+
+    Example:
+    >>> vae = build_vae((8, 8, 1), latent_dim=2, arch="conv")
+    """
+    if arch not in networks.ARCHITECTURES:
+        raise ValueError(
+            f"Unknown arch {arch!r}; expected one of {sorted(networks.ARCHITECTURES)}."
+        )
+    encoder, decoder = networks.ARCHITECTURES[arch](input_shape, latent_dim, **network_kwargs)
+    return VAE(encoder, decoder, likelihood=likelihood, sigma=sigma, beta=beta, seed=seed)

@@ -1,0 +1,35 @@
+"""Installs keras-vae: the library (keras_vae), the trainer (training) and the exporter (export)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-vae",
+    version="0.1.0",
+    description="Variational autoencoders in Keras 3 with a TFP posterior, for TF Serving and LiteRT.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_vae*", "training*", "export*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # The full wheel: tf-keras (needed by TFP) pins `tensorflow`, so tensorflow-cpu would put a
+        # second TensorFlow over the same folder.
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        # TFP refuses to import without tf-keras; the [tf] extra brings it.
+        "tensorflow-probability[tf]>=0.25,<0.26",
+        "numpy",
+        "scikit-learn",  # the embedded default data set (load_digits), read offline
+        "pillow",
+        "ai-edge-litert",
+    ],
+    extras_require={
+        "test": ["pytest", "ruff", "hypothesis"],
+    },
+    entry_points={
+        "console_scripts": [
+            "keras-vae-train=training.cli:main",
+            "keras-vae-evaluate=training.evaluate:main",
+            "keras-vae-export=export.cli:main",
+        ],
+    },
+)
