@@ -118,7 +118,8 @@ class VAE(keras.Model):
             )
         shape = _static_shape(x.shape)
         if len(shape) != len(self.data_shape) + 1 or any(
-            got is not None and got != want for got, want in zip(shape[1:], self.data_shape)
+            got is not None and got != want
+            for got, want in zip(shape[1:], self.data_shape, strict=False)
         ):
             raise ValueError(
                 f"Expected inputs of shape (batch, {', '.join(map(str, self.data_shape))}); "
