@@ -256,13 +256,6 @@ class VAE(keras.Model):
         _, reconstruction, kl = self._objective(data, training=False)
         return self._update_metrics(reconstruction, kl)
 
-    def compile(self, optimizer="adam", **kwargs):
-        if kwargs.get("loss") is not None:
-            raise ValueError(
-                "VAE computes its own loss (the negative ELBO); compile it without `loss`."
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-
     # ----------------------------------------------------------------------------------------
     # What users call on a trained model.
 

@@ -1,0 +1,55 @@
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_vae import objectives
+
+tfd = tfp.distributions
+
+
+def test_kl_matches_closed_form():
+    rng = np.random.default_rng(1)
+    mu = rng.normal(size=(5, 3)).astype("float32")
+    s = rng.uniform(0.05, 3.0, size=(5, 3)).astype("float32")
+    kl = objectives.kl_to_standard_normal(tfd.MultivariateNormalDiag(mu, s)).numpy()
+    expected = 0.5 * np.sum(mu**2 + s**2 - 1 - np.log(s**2), axis=1)
+    np.testing.assert_allclose(kl, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kl_is_zero_only_at_the_prior():
+    prior_like = tfd.MultivariateNormalDiag(tf.zeros([2, 4]), tf.ones([2, 4]))
+    np.testing.assert_allclose(objectives.kl_to_standard_normal(prior_like), 0.0, atol=1e-6)
+    shifted = tfd.MultivariateNormalDiag(tf.fill([1, 4], 0.1), tf.ones([1, 4]))
+    assert objectives.kl_to_standard_normal(shifted).numpy()[0] > 0
+
+
+def test_log_mean_exp_is_stable_for_huge_magnitudes():
+    values = tf.constant([[-1000.0], [-1001.0], [-1002.0]])
+    got = objectives.log_mean_exp(values).numpy()[0]
+    expected = -1000.0 + np.log(np.mean(np.exp([0.0, -1.0, -2.0])))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert np.isfinite(objectives.log_mean_exp(tf.constant([[1e4], [1e4]]))).all()
+
+
+def test_importance_weighted_estimate_of_a_known_model():
+    # x | z ~ N(z, 1), z ~ N(0, 1): P(x) = N(x; 0, 2). With the exact posterior N(x/2, 1/2) as
+    # proposal every importance weight equals P(x), so the estimate is exact at any K.
+    x = np.array([0.3, -1.7], "float32")
+    posterior = tfd.Normal(x / 2, np.sqrt(0.5).astype("float32"))
+    z = posterior.sample(7, seed=(1, 2))
+    log_px_given_z = tfd.Normal(z, 1.0).log_prob(x)
+    log_pz = tfd.Normal(0.0, 1.0).log_prob(z)
+    estimate = objectives.importance_weighted_log_likelihood(
+        log_px_given_z, log_pz, posterior.log_prob(z)
+    )
+    exact = tfd.Normal(0.0, np.sqrt(2.0)).log_prob(x)
+    np.testing.assert_allclose(estimate, exact, rtol=1e-5)
+
+
+def test_negative_elbo_weights_the_kl_by_beta():
+    got = objectives.negative_elbo(tf.constant([10.0]), tf.constant([2.0]), beta=0.5)
+    np.testing.assert_allclose(got, [11.0])
+
+
+def test_bits_per_dim():
+    np.testing.assert_allclose(objectives.nats_to_bits_per_dim(64 * np.log(2.0), 64), 1.0)

@@ -1,0 +1,274 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_vae
+from keras_vae import objectives
+from tests.conftest import ring_points
+
+
+def small_vae(**kwargs):
+    kwargs.setdefault("hidden_units", (16,))
+    return keras_vae.build_vae((8, 8, 1), latent_dim=kwargs.pop("latent_dim", 3), **kwargs)
+
+
+def test_add_loss_holds_beta_times_the_closed_form_kl(digits):
+    images, _ = digits
+    x = images[:10]
+    vae = small_vae(beta=0.7, seed=1)
+    vae(x)
+    (added,) = vae.losses
+    mu, s = (t.numpy() for t in vae.encode(x))
+    expected = 0.7 * np.mean(0.5 * np.sum(mu**2 + s**2 - 1 - np.log(s**2), axis=1))
+    np.testing.assert_allclose(added.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_train_step_reports_reconstruction_plus_kl(binary_digits):
+    x_train, _ = binary_digits
+    vae = small_vae(seed=2)
+    vae.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: the numbers stay comparable
+    logs = vae.evaluate(x_train[:64], batch_size=64, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["reconstruction_loss"] + logs["kl_loss"], rel=1e-5)
+    assert logs["kl_loss"] > 0 and logs["reconstruction_loss"] > 0
+
+
+def test_fit_lowers_the_held_out_negative_elbo(trained_digits_vae):
+    _, initial, history = trained_digits_vae
+    final = history.history["val_loss"][-1]
+    # Untrained: ~44 nats (64 pixels near log 2 each); trained: well below.
+    assert final < 0.7 * initial["loss"], (initial, final)
+    assert history.history["val_kl_loss"][-1] > 0.5  # the latent space is in use
+
+
+def test_importance_weighted_bound_is_above_the_elbo_and_rises_with_k(
+    trained_digits_vae, binary_digits
+):
+    vae, _, _ = trained_digits_vae
+    x = binary_digits[1][:100]
+    elbo = np.mean([vae.elbo(x, seed=s).numpy().mean() for s in range(5)])
+    estimates = [vae.log_likelihood(x, k, seed=3).numpy().mean() for k in (1, 10, 100, 1000)]
+    assert estimates[0] == pytest.approx(elbo, abs=0.5)  # K = 1 is the ELBO
+    assert all(b > a for a, b in zip(estimates, estimates[1:], strict=False)), estimates
+    assert estimates[-1] > elbo + 0.3
+
+
+def test_naive_estimator_spreads_far_more_than_importance_sampling(
+    trained_digits_vae, binary_digits
+):
+    vae, _, _ = trained_digits_vae
+    x = binary_digits[1][:8]
+    naive = np.stack([vae.naive_log_likelihood(x, 100, seed=s).numpy() for s in range(8)])
+    weighted = np.stack([vae.log_likelihood(x, 100, seed=s).numpy() for s in range(8)])
+    ratio = np.median(naive.std(axis=0) / weighted.std(axis=0))
+    assert ratio > 3, ratio
+    # And the naive one sits below: most prior draws explain x badly.
+    assert naive.mean() < weighted.mean()
+
+
+@pytest.mark.slow
+def test_ring_vae_samples_lie_on_the_ring():
+    x = ring_points(4000)
+    # sigma is the regularization knob: 0.1 gives a tight ring; 0.02 (tried) over-fits the
+    # encoder and leaves holes in the latent space that decode off the ring.
+    vae = keras_vae.build_vae(
+        (2,), latent_dim=2, likelihood="gaussian", sigma=0.1, seed=0, hidden_units=(64, 64)
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    vae.fit(x, epochs=30, batch_size=128, verbose=0)
+    radius = np.linalg.norm(vae.sample(2000, seed=0).numpy(), axis=1)
+    data_radius = np.median(np.linalg.norm(x, axis=1))  # ~1.12: 1 + E||z||/10
+    assert abs(np.median(radius) - data_radius) < 0.1, np.median(radius)
+    assert np.mean(np.abs(radius - data_radius) < 0.25) > 0.85
+    # The prior's own radius spreads with std ~0.52: the decoder concentrated it.
+    assert np.std(radius) < 0.3, np.std(radius)
+
+
+def test_sample_is_repeatable_per_seed_and_fresh_without_one():
+    vae = small_vae(seed=4)
+    a, b, c = vae.sample(5, seed=1), vae.sample(5, seed=1), vae.sample(5, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert not np.allclose(vae.sample(5), vae.sample(5))
+    assert a.shape == (5, 8, 8, 1) and (a.numpy() >= 0).all() and (a.numpy() <= 1).all()
+
+
+def test_prior_samples_are_standard_normal():
+    z = small_vae(latent_dim=2).sample_prior(20000, seed=0).numpy()
+    # Standard errors: mean 1/sqrt(n) ~ 0.007, std ~ 0.005.
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=0.03)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=0.03)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(arch="mlp", likelihood="bernoulli"),
+        dict(arch="conv", likelihood="gaussian", sigma=None),
+    ],
+)
+def test_save_and_load_round_trip(tmp_path, digits, kwargs):
+    images, _ = digits
+    vae = keras_vae.build_vae((8, 8, 1), latent_dim=2, beta=0.5, seed=3, **kwargs)
+    vae.compile(optimizer="adam")
+    vae.fit(images[:64], epochs=1, batch_size=32, verbose=0)
+    path = tmp_path / "vae.keras"
+    vae.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert isinstance(loaded, keras_vae.VAE)
+    assert (loaded.beta, loaded.likelihood_name, loaded.latent_dim) == (
+        0.5,
+        kwargs["likelihood"],
+        2,
+    )
+    np.testing.assert_allclose(
+        loaded.predict(images[:8], verbose=0), vae.predict(images[:8], verbose=0), atol=1e-6
+    )
+    np.testing.assert_allclose(loaded.sample(4, seed=9), vae.sample(4, seed=9), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.log_likelihood(images[:4], 16, seed=1),
+        vae.log_likelihood(images[:4], 16, seed=1),
+        rtol=1e-5,
+    )
+    # A loaded model keeps training.
+    loaded.fit(images[:64], epochs=1, batch_size=32, verbose=0)
+
+
+def test_config_round_trip_rebuilds_the_networks():
+    vae = small_vae(likelihood="gaussian", sigma=0.2, beta=2.0)
+    clone = keras_vae.VAE.from_config(vae.get_config())
+    assert (clone.sigma, clone.beta, clone.data_shape) == (0.2, 2.0, (8, 8, 1))
+    assert clone.count_params() == vae.count_params()
+
+
+def test_learned_sigma_shrinks_towards_the_data_noise():
+    x = ring_points(512)
+    vae = keras_vae.build_vae(
+        (2,), latent_dim=2, likelihood="gaussian", sigma=None, seed=0, hidden_units=(32,)
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+    vae.fit(x, epochs=5, batch_size=64, verbose=0)
+    assert np.all(vae.likelihood.scale().numpy() < 0.8)
+
+
+def test_fit_takes_datasets_of_x_or_x_y_and_standard_callbacks(tmp_path, digits):
+    images, labels = digits
+    x, y = images[:256], labels[:256]
+    vae = small_vae(seed=5)
+    vae.compile(optimizer="adam")
+    only_x = tf.data.Dataset.from_tensor_slices(x).batch(64)
+    with_y = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    history = vae.fit(
+        only_x,
+        epochs=3,
+        validation_data=with_y,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=5),
+            keras.callbacks.ModelCheckpoint(
+                tmp_path / "best.keras", monitor="val_loss", save_best_only=True
+            ),
+            keras.callbacks.TensorBoard(tmp_path / "logs"),
+        ],
+    )
+    assert len(history.history["val_loss"]) == 3
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    restored = keras.models.load_model(tmp_path / "best.keras")
+    assert restored.latent_dim == 3
+    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    vae.fit(x, y, epochs=1, verbose=0)  # y is accepted and ignored
+
+
+def test_evaluate_matches_a_hand_computed_negative_elbo(binary_digits):
+    x = binary_digits[1][:32]
+    vae = small_vae(seed=6)
+    vae.compile()
+    logs = vae.evaluate(x, batch_size=32, verbose=0, return_dict=True)
+    elbo = np.mean([vae.elbo(x, seed=s).numpy().mean() for s in range(20)])
+    assert logs["loss"] == pytest.approx(-elbo, rel=0.05)
+    assert logs["kl_loss"] == pytest.approx(
+        objectives.kl_to_standard_normal(vae.posterior(x)).numpy().mean(), rel=1e-5
+    )
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+
+def test_wrong_shape_names_received_and_expected():
+    vae = small_vae()
+    with pytest.raises(
+        ValueError, match=r"Expected inputs of shape \(batch, 8, 8, 1\); received shape \(2, 64\)"
+    ):
+        vae.predict(np.zeros((2, 64), "float32"), verbose=0)
+    with pytest.raises(ValueError, match=r"received shape \(8, 8, 1\)"):
+        vae.encode(np.zeros((8, 8, 1), "float32"))
+
+
+def test_integer_pixels_are_refused_with_advice():
+    vae = small_vae()
+    vae.compile()
+    with pytest.raises(TypeError, match="received dtype uint8.*astype"):
+        vae.fit(np.zeros((4, 8, 8, 1), "uint8"), verbose=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_inputs_fail(bad):
+    vae = small_vae()
+    vae.compile()
+    x = np.zeros((4, 8, 8, 1), "float32")
+    x[1, 2, 3, 0] = bad
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
+        vae.fit(x, verbose=0)
+
+
+def test_bernoulli_needs_unit_interval_pixels_and_says_how_to_fix():
+    vae = small_vae()
+    x = np.full((2, 8, 8, 1), 255.0, "float32")
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"(?s)pixels in \[0, 1\].*255.0.*Divide 0..255 images by 255",
+    ):
+        vae.reconstruct(x)
+    gaussian = small_vae(likelihood="gaussian")
+    assert np.isfinite(gaussian.reconstruct(x)).all()  # real-valued data is fine there
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(
+        ValueError, match="latent_dim must be an integer >= 1; received latent_dim=0"
+    ):
+        keras_vae.build_vae((4,), latent_dim=0)
+    with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):
+        keras_vae.build_vae((4,), likelihood="poisson")
+    with pytest.raises(ValueError, match="Unknown arch 'rnn'"):
+        keras_vae.build_vae((4,), arch="rnn")
+    with pytest.raises(ValueError, match="beta must be a number >= 0"):
+        keras_vae.build_vae((4,), beta=-1)
+    encoder, _ = keras_vae.build_mlp((4,), latent_dim=2)
+    _, decoder = keras_vae.build_mlp((4,), latent_dim=3)
+    with pytest.raises(
+        ValueError, match=r"encoder must output \(batch, 2 \* latent_dim\) = \(batch, 6\)"
+    ):
+        keras_vae.VAE(encoder, decoder)
+    with pytest.raises(TypeError, match="decoder must be a built keras.Model"):
+        keras_vae.VAE(encoder, lambda z: z)
+
+
+def test_decode_checks_latent_shape():
+    with pytest.raises(ValueError, match=r"latents of shape \(batch, 3\); received shape \(4, 2\)"):
+        small_vae().decode(np.zeros((4, 2), "float32"))
+
+
+def test_custom_user_networks_are_accepted():
+    inputs = keras.Input((6,))
+    encoder = keras.Model(
+        inputs, keras.layers.Dense(4)(keras.layers.Dense(8, activation="tanh")(inputs))
+    )
+    z = keras.Input((2,))
+    decoder = keras.Model(z, keras.layers.Dense(6)(z))
+    vae = keras_vae.VAE(encoder, decoder, likelihood="gaussian", sigma=0.5)
+    vae.compile()
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    history = vae.fit(x, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert vae.sample(3, seed=0).shape == (3, 6)
