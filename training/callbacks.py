@@ -1,0 +1,179 @@
+"""Callbacks that make a run resumable, honest about divergence, and visible epoch by epoch.
+
+`RunState` replaces `keras.callbacks.BackupAndRestore` + `CSVLogger` + `ModelCheckpoint` with
+one callback, because their order and atomicity matter for a run killed at any instant:
+at the end of each epoch it (1) appends the epoch's row to history.csv, (2) backs up weights,
+optimizer and seed state to backup/, (3) writes model.keras, each file replaced atomically and
+only when the loss and every weight are finite. On resumption, rows at or after the restored
+epoch are dropped, so history.csv never holds a missing or doubled epoch.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from training import plots
+
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_STATE = "state.json"
+
+
+def atomic_write(path, write, suffix=""):
+    """Calls `write(tmp_path)` then renames the file onto `path`, so readers never see half."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_write(path, write)
+
+
+def weights_are_finite(model):
+    return all(np.isfinite(np.asarray(v)).all() for v in model.weights)
+
+
+def save_model(model, path):
+    """Saves `model` to `path` (.keras) atomically; returns False (and writes nothing) when a
+    weight is NaN or inf."""
+    if not weights_are_finite(model):
+        return False
+    atomic_write(path, model.save, suffix=".keras")
+    return True
+
+
+def restore(model, backup_dir):
+    """Loads the backed-up training state into `model` (built, compiled) and returns the number
+    of finished epochs (0 when there is no backup)."""
+    state_path = os.path.join(backup_dir, BACKUP_STATE)
+    if not os.path.exists(state_path):
+        return 0
+    with open(state_path, encoding="utf-8") as f:
+        state = json.load(f)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(backup_dir, state["weights"]))
+    return int(state["epoch"])
+
+
+def read_history(path):
+    """history.csv as a list of dicts (strings), or [] when there is none."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+class RunState(keras.callbacks.Callback):
+    """Writes history.csv, the backup and model.keras at the end of every finished epoch.
+
+    Args:
+        run_dir: str. Where history.csv and model.keras go.
+        backup_dir: str. Where the training state goes.
+        initial_epoch: int. The epoch training resumes at; history rows from it on are dropped.
+    """
+
+    def __init__(self, run_dir, backup_dir, initial_epoch=0):
+        super().__init__()
+        self.history_path = os.path.join(run_dir, "history.csv")
+        self.model_path = os.path.join(run_dir, "model.keras")
+        self.backup_dir = backup_dir
+        self.rows = [r for r in read_history(self.history_path) if int(r["epoch"]) < initial_epoch]
+        self.last_good_epoch = initial_epoch - 1 if initial_epoch else None
+
+    def on_train_begin(self, logs=None):
+        self._write_history()
+
+    def _write_history(self):
+        columns = ["epoch"]
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.history_path, buffer.getvalue())
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        values = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
+        if not all(math.isfinite(v) for v in values.values()) or not weights_are_finite(self.model):
+            return  # a diverged epoch: keep the last good files (FiniteGuard reports it)
+        self.rows.append({"epoch": epoch, **{k: f"{v:.6g}" for k, v in sorted(values.items())}})
+        self._write_history()
+        weights_name = BACKUP_WEIGHTS
+        atomic_write(
+            os.path.join(self.backup_dir, weights_name),
+            self.model.save_weights,
+            suffix=".weights.h5",
+        )
+        atomic_write_text(
+            os.path.join(self.backup_dir, BACKUP_STATE),
+            json.dumps({"epoch": epoch + 1, "weights": weights_name}),
+        )
+        save_model(self.model, self.model_path)
+        self.last_good_epoch = epoch
+        # For fault-injection tests: die hard right after epoch k is fully recorded.
+        crash_after = os.environ.get("KERAS_VAE_CRASH_AFTER_EPOCH")
+        if crash_after is not None and epoch == int(crash_after):
+            os.kill(os.getpid(), 9)
+
+
+class FiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or inf, and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.diverged_at = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(np.mean(loss))):
+            self.diverged_at = (self.epoch, batch)
+            self.model.stop_training = True
+
+
+class EpochSamples(keras.callbacks.Callback):
+    """Writes samples/epoch_XXX.png after each epoch from one fixed draw of z ~ P(z), so the
+    pictures show the same latents improving."""
+
+    def __init__(self, folder, seed, reference=None):
+        super().__init__()
+        self.folder = folder
+        self.seed = seed
+        self.reference = reference
+        self.z = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not weights_are_finite(self.model):
+            return
+        if self.z is None:
+            n = plots.SAMPLE_GRID**2 if len(self.model.data_shape) == 3 else 500
+            self.z = self.model.sample_prior(n, seed=self.seed)
+        image = plots.samples_image(self.model, self.seed, self.reference, z=self.z)
+        plots.save_png(image, os.path.join(self.folder, f"epoch_{epoch:03d}.png"))

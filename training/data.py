@@ -1,0 +1,523 @@
+"""Data in: named data sets and local files, validated once, scaled, split, then tf.data.
+
+`load_dataset(spec)` returns numpy arrays and an `info` dict; `make_dataset(x, ...)` turns an
+array into a shuffled, batched, prefetched `tf.data.Dataset` of examples alone (no labels: the
+VAE needs none, and MultiWorkerMirroredStrategy's `fit` fails on `(x, y)` tuples).
+
+Images come out as float32 `(N, H, W, C)` in [0, 1] (the MLP flattens them itself); vectors
+(the ring, `.npy`/`.csv` tables) as float32 `(N, D)`.
+"""
+
+import csv
+import gzip
+import os
+import struct
+import typing
+import zipfile
+import zlib
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IDX_IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
+IDX_LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+
+
+class DataError(ValueError):
+    """The data could not be read or is not usable; the message says what to do."""
+
+
+class Dataset(typing.NamedTuple):
+    """Held-out split of one data set. `y_*` are integer labels or None; `info` describes it."""
+
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray | None
+    y_test: np.ndarray | None
+    info: dict
+
+
+def load_dataset(spec, test_split=0.2, seed=0, limit=None):
+    """Loads, validates, scales and splits the data named or located by `spec`.
+
+    Args:
+        spec: str. "digits", "ring", "mnist", "fashion_mnist", or a path: `.npz` (keys
+            `x_train`/`x_test`[/`y_train`/`y_test`], or `x`[/`y`]), `.npy`, `.csv`, an IDX
+            images file (`*-idx3-ubyte`, optionally `.gz`), a folder of IDX files
+            (`train-images-idx3-ubyte`, `t10k-images-idx3-ubyte`, labels optional) or a folder
+            of PNG/JPEG images (class subfolders give labels).
+        test_split: float. Held-out fraction when the data has no test split of its own.
+        seed: int. Seeds the split.
+        limit: int or None. Keep at most this many training (and test) examples.
+
+    Returns:
+        A `Dataset`: `x_train`, `x_test` (float32), `y_train`, `y_test` (int64 or None), and
+        `info` with `name`, `kind` ("image" or "vector"), `shape`, `likelihood` (the suggested
+        one) and `scaling`.
+
+    Raises:
+        DataError: unreadable, truncated or corrupt files, wrong keys, mixed image sizes,
+            empty data, NaN/inf values or pixel values outside [0, 1] and 0..255.
+
+    Example:
+    >>> ds = load_dataset("digits")
+    >>> ds.x_train.shape
+    (1437, 8, 8, 1)
+    """
+    if spec in LOADERS:
+        raw = LOADERS[spec]()
+    elif isinstance(spec, str) and os.path.exists(spec):
+        raw = _load_path(spec)
+    else:
+        raise DataError(
+            f"Unknown data {spec!r}; expected one of {', '.join(LOADERS)} or an existing path."
+        )
+    return _finish(raw, str(spec), test_split, seed, limit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Named data sets.
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Pixels are counts 0..16 of a 4x4 block; /16 gives [0, 1].
+    x = (digits.images / 16.0).astype("float32")[..., None]
+    return {"x": x, "y": digits.target, "kind": "image", "scaled": "divided by 16"}
+
+
+def _ring(num_examples=5000, seed=1234):
+    # The seed's toy: z ~ N(0, I) in 2-D mapped onto a ring by g(z) = z/10 + z/||z||.
+    z = np.random.default_rng(seed).standard_normal((num_examples, 2))
+    x = z / 10 + z / np.linalg.norm(z, axis=1, keepdims=True)
+    return {"x": x.astype("float32"), "y": None, "kind": "vector", "scaled": "none (raw g(z))"}
+
+
+def _keras_dataset(name):
+    def load():
+        import keras
+
+        module = getattr(keras.datasets, name)
+        try:
+            (x_train, y_train), (x_test, y_test) = module.load_data()
+        except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+            raise DataError(
+                f"Could not load {name} through keras.datasets (it downloads on first use and "
+                f"this machine may be offline: {type(e).__name__}: {str(e)[:120]}). Pass a local "
+                f"copy instead: --data /path/to/{name}.npz (the Keras layout with x_train, "
+                "y_train, x_test, y_test) or --data a folder with the IDX files "
+                "train-images-idx3-ubyte.gz and t10k-images-idx3-ubyte.gz."
+            ) from None
+        return {
+            "x_train": x_train,
+            "x_test": x_test,
+            "y_train": y_train,
+            "y_test": y_test,
+            "kind": "image",
+        }
+
+    return load
+
+
+LOADERS = {
+    "digits": _digits,
+    "ring": _ring,
+    "mnist": _keras_dataset("mnist"),
+    "fashion_mnist": _keras_dataset("fashion_mnist"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Local files.
+
+
+def _load_path(path):
+    lower = path.lower()
+    if os.path.isdir(path):
+        idx = _find_idx_pair(path)
+        if idx is not None:
+            return idx
+        return _load_image_folder(path)
+    if lower.endswith(".npz"):
+        return _load_npz(path)
+    if lower.endswith(".npy"):
+        return _load_npy(path)
+    if lower.endswith(".csv"):
+        return _load_csv(path)
+    if lower.endswith(("-idx3-ubyte", "-idx3-ubyte.gz", ".idx3-ubyte", ".idx3-ubyte.gz")):
+        return {"x": read_idx(path, IDX_IMAGE_MAGIC), "y": None, "kind": "image"}
+    raise DataError(
+        f"Unsupported data file {path!r}; expected .npz, .npy, .csv, an IDX file "
+        "(*-idx3-ubyte[.gz]) or a folder of PNG/JPEG images."
+    )
+
+
+def _load_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            arrays = {k: archive[k] for k in keys}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, KeyError) as e:
+        raise DataError(
+            f"Could not read {path!r} as .npz ({type(e).__name__}: {e}); the file is truncated, "
+            "corrupt or not a NumPy archive. Write it with np.savez(path, x_train=..., "
+            "x_test=...)."
+        ) from None
+    if {"x_train", "x_test"} <= keys:
+        return {
+            "x_train": arrays["x_train"],
+            "x_test": arrays["x_test"],
+            "y_train": arrays.get("y_train"),
+            "y_test": arrays.get("y_test"),
+            "kind": None,
+        }
+    if "x_train" in keys or "x" in keys:
+        key = "x_train" if "x_train" in keys else "x"
+        labels = arrays.get("y_train" if key == "x_train" else "y")
+        return {"x": arrays[key], "y": labels, "kind": None}
+    raise DataError(
+        f"{path!r} holds arrays {sorted(keys)}; expected 'x_train' and 'x_test' (the Keras "
+        "mnist.npz layout, labels 'y_train'/'y_test' optional), or 'x' (labels 'y' optional)."
+    )
+
+
+def _load_npy(path):
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (EOFError, OSError, ValueError) as e:
+        raise DataError(
+            f"Could not read {path!r} as .npy ({type(e).__name__}: {e}); the file is truncated "
+            "or corrupt. Write it with np.save(path, array)."
+        ) from None
+    return {"x": x, "y": None, "kind": None}
+
+
+def _load_csv(path):
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for line_number, row in enumerate(csv.reader(f), start=1):
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                try:
+                    rows.append([float(cell) for cell in row])
+                except ValueError:
+                    if line_number == 1 and not rows:
+                        continue  # a header row
+                    raise DataError(
+                        f"{path!r} line {line_number}: expected numbers separated by commas; "
+                        f"received {','.join(row)[:80]!r}."
+                    ) from None
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{path!r} is not a text .csv file (it does not decode as UTF-8)."
+        ) from None
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        raise DataError(
+            f"{path!r} has rows of different lengths {sorted(widths)}; every row must hold the "
+            "same number of columns."
+        )
+    return {"x": np.asarray(rows, dtype="float64"), "y": None, "kind": "vector"}
+
+
+def _open_maybe_gzip(path):
+    return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
+
+
+def read_idx(path, magic=IDX_IMAGE_MAGIC):
+    """Reads an MNIST IDX file (raw or .gz): images `(N, rows, cols)` or labels `(N,)`, uint8.
+
+    Raises `DataError` on a wrong magic number or a truncated or corrupt file.
+    """
+    try:
+        with _open_maybe_gzip(path) as f:
+            content = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(
+            f"Could not read IDX file {path!r} ({type(e).__name__}: {e}); the file is truncated "
+            "or corrupt. Download it again."
+        ) from None
+    ndim = 3 if magic == IDX_IMAGE_MAGIC else 1
+    header = 4 + 4 * ndim
+    if len(content) < header:
+        raise DataError(f"IDX file {path!r} is {len(content)} bytes, shorter than its header.")
+    found = struct.unpack(">i", content[:4])[0]
+    if found != magic:
+        what = "images (idx3)" if magic == IDX_IMAGE_MAGIC else "labels (idx1)"
+        raise DataError(
+            f"IDX file {path!r} has magic number {found:#010x}; expected {magic:#010x} for "
+            f"unsigned-byte {what}. Is it the right file?"
+        )
+    dims = struct.unpack(f">{ndim}i", content[4:header])
+    expected = int(np.prod(dims))
+    if len(content) - header != expected:
+        raise DataError(
+            f"IDX file {path!r} should hold {expected} bytes of data for shape {dims} but holds "
+            f"{len(content) - header}; the file is truncated or corrupt."
+        )
+    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _idx_file(folder, prefix, kind):
+    for name in (f"{prefix}-{kind}-ubyte", f"{prefix}-{kind}-ubyte.gz"):
+        for candidate in (name, name.replace("-ubyte", ".ubyte")):
+            path = os.path.join(folder, candidate)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _find_idx_pair(folder):
+    train = _idx_file(folder, "train-images", "idx3")
+    test = _idx_file(folder, "t10k-images", "idx3")
+    if train is None:
+        return None
+    result = {"kind": "image"}
+    train_labels = _idx_file(folder, "train-labels", "idx1")
+    test_labels = _idx_file(folder, "t10k-labels", "idx1")
+    x_train = read_idx(train, IDX_IMAGE_MAGIC)
+    y_train = read_idx(train_labels, IDX_LABEL_MAGIC) if train_labels else None
+    if y_train is not None and len(y_train) != len(x_train):
+        raise DataError(
+            f"{train_labels!r} has {len(y_train)} labels for {len(x_train)} images in {train!r}."
+        )
+    if test is None:
+        result.update(x=x_train, y=y_train)
+        return result
+    x_test = read_idx(test, IDX_IMAGE_MAGIC)
+    y_test = read_idx(test_labels, IDX_LABEL_MAGIC) if test_labels else None
+    if y_test is not None and len(y_test) != len(x_test):
+        raise DataError(
+            f"{test_labels!r} has {len(y_test)} labels for {len(x_test)} images in {test!r}."
+        )
+    if y_train is None or y_test is None:
+        y_train = y_test = None
+    result.update(x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test)
+    return result
+
+
+def _load_image_folder(folder):
+    from PIL import Image, UnidentifiedImageError
+
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        files.extend(
+            os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_SUFFIXES)
+        )
+    if not files:
+        raise DataError(
+            f"The folder {folder!r} holds no PNG/JPEG images and no IDX files "
+            "(train-images-idx3-ubyte[.gz]); nothing to train on."
+        )
+    classes = sorted({os.path.relpath(os.path.dirname(f), folder) for f in files})
+    images, first = [], None
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                mode = "L" if image.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
+                array = np.asarray(image.convert(mode))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise DataError(
+                f"Could not decode image {path!r} ({type(e).__name__}: {e}); the file is "
+                "truncated or corrupt. Remove or replace it."
+            ) from None
+        if array.ndim == 2:
+            array = array[..., None]
+        if first is None:
+            first = (path, array.shape)
+        elif array.shape[:2] != first[1][:2]:
+            raise DataError(
+                f"Images differ in size: {first[0]!r} is {first[1][1]}x{first[1][0]} (WxH) but "
+                f"{path!r} is {array.shape[1]}x{array.shape[0]}. Resize them to one size."
+            )
+        images.append(array)
+    channels = max(a.shape[-1] for a in images)
+    if channels == 3:
+        images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
+    labels = None
+    if len(classes) > 1:
+        index = {c: i for i, c in enumerate(classes)}
+        labels = np.array([index[os.path.relpath(os.path.dirname(f), folder)] for f in files])
+    return {"x": np.stack(images), "y": labels, "kind": "image", "classes": classes}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks, scaling and the split.
+
+
+def _check_array(x, where):
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "uifb":
+        kind = getattr(x, "dtype", type(x))
+        raise DataError(f"{where}: expected a numeric array; received {kind}.")
+    if x.size == 0 or x.shape[0] == 0:
+        raise DataError(f"{where}: the data are empty (shape {x.shape}); nothing to train on.")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            raise DataError(
+                f"{where}: {int(bad.sum())} values are NaN or inf (the first in example "
+                f"{int(first[0])}); expected finite numbers. Clean or drop those examples."
+            )
+
+
+def _as_images(x, where):
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(
+            f"{where}: expected images of shape (N, H, W), (N, H, W, 1) or (N, H, W, 3); "
+            f"received shape {x.shape}."
+        )
+    return x
+
+
+def _scale_pixels(x_all, where):
+    """Maps pixels to [0, 1]: integers and 0..255 floats by 255 (or the dtype's max)."""
+    lo, hi = float(np.min(x_all)), float(np.max(x_all))
+    if x_all.dtype.kind in "ui":
+        if lo < 0:
+            raise DataError(f"{where}: integer pixels must be >= 0; received a minimum of {lo}.")
+        divisor = 255.0 if hi <= 255 else float(np.iinfo(x_all.dtype).max)
+        return divisor, f"divided by {divisor:g}"
+    if x_all.dtype.kind == "b":
+        return 1.0, "none (boolean)"
+    if lo >= 0 and hi <= 1:
+        return 1.0, "none (already in [0, 1])"
+    if lo >= 0 and hi <= 255:
+        return 255.0, "divided by 255"
+    raise DataError(
+        f"{where}: pixel values range over [{lo:g}, {hi:g}]; expected [0, 1] or 0..255. Rescale "
+        "the images, or save them as a table (.npy 2-D or .csv) for a Gaussian likelihood."
+    )
+
+
+def _split(x, y, test_split, seed):
+    n = len(x)
+    if n < 2:
+        raise DataError(f"The data hold {n} example; at least 2 are needed for a held-out split.")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = min(max(1, int(round(n * test_split))), n - 1)
+    test, train = order[:n_test], order[n_test:]
+    return x[train], x[test], (None if y is None else y[train]), (None if y is None else y[test])
+
+
+def _finish(raw, name, test_split, seed, limit):
+    if "x" in raw:
+        x, y = raw["x"], raw.get("y")
+        _check_array(x, name)
+        if y is not None and len(y) != len(x):
+            raise DataError(f"{name}: {len(y)} labels for {len(x)} examples; expected one each.")
+        x_train, x_test, y_train, y_test = _split(x, y, test_split, seed)
+        split = f"random {1 - test_split:.0%}/{test_split:.0%} split (seed {seed})"
+    else:
+        x_train, x_test = raw["x_train"], raw["x_test"]
+        y_train, y_test = raw.get("y_train"), raw.get("y_test")
+        _check_array(x_train, f"{name} (x_train)")
+        _check_array(x_test, f"{name} (x_test)")
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise DataError(
+                f"{name}: x_train examples have shape {x_train.shape[1:]} but x_test examples "
+                f"{x_test.shape[1:]}; they must agree."
+            )
+        for labels, xs, key in ((y_train, x_train, "y_train"), (y_test, x_test, "y_test")):
+            if labels is not None and len(labels) != len(xs):
+                raise DataError(f"{name}: {key} has {len(labels)} labels for {len(xs)} examples.")
+        split = "the data's own train/test split"
+    if limit is not None:
+        x_train, x_test = x_train[:limit], x_test[:limit]
+        y_train = None if y_train is None else y_train[:limit]
+        y_test = None if y_test is None else y_test[:limit]
+
+    kind = raw.get("kind") or ("vector" if x_train.ndim == 2 else "image")
+    if kind == "image":
+        x_train, x_test = _as_images(x_train, name), _as_images(x_test, name)
+        divisor, scaled = _scale_pixels(np.concatenate([x_train.ravel(), x_test.ravel()]), name)
+        scaled = raw.get("scaled", scaled)
+        x_train = x_train.astype("float32") / divisor
+        x_test = x_test.astype("float32") / divisor
+        scaling = {"scaled": scaled}
+        likelihood = "bernoulli"
+    else:
+        if x_train.ndim != 2:
+            raise DataError(
+                f"{name}: expected a table of shape (N, D); received shape {x_train.shape}."
+            )
+        x_train, x_test = x_train.astype("float64"), x_test.astype("float64")
+        if "scaled" in raw:
+            scaling = {"scaled": raw["scaled"]}
+        else:
+            # Min-max from the training split only, so the held-out numbers stay honest.
+            lo, hi = x_train.min(axis=0), x_train.max(axis=0)
+            span = np.where(hi > lo, hi - lo, 1.0)
+            x_train, x_test = (x_train - lo) / span, (x_test - lo) / span
+            scaling = {
+                "scaled": "min-max per column from the training split",
+                "min": lo.tolist(),
+                "max": hi.tolist(),
+            }
+        x_train, x_test = x_train.astype("float32"), x_test.astype("float32")
+        likelihood = "gaussian"
+    labels = [y for y in (y_train, y_test) if y is not None]
+    if labels and not all(np.issubdtype(y.dtype, np.integer) for y in labels):
+        y_train = y_test = None  # only integer class labels colour the latent scatter
+    info = {
+        "name": name,
+        "kind": kind,
+        "shape": list(x_train.shape[1:]),
+        "num_train": int(len(x_train)),
+        "num_test": int(len(x_test)),
+        "likelihood": likelihood,
+        "split": split,
+        "labels": y_train is not None,
+        **scaling,
+    }
+    if "classes" in raw and y_train is not None:
+        info["classes"] = raw["classes"]
+    y_train = None if y_train is None else y_train.astype("int64")
+    y_test = None if y_test is None else y_test.astype("int64")
+    return Dataset(x_train, x_test, y_train, y_test, info)
+
+
+# ---------------------------------------------------------------------------------------------
+# tf.data.
+
+
+def make_dataset(x, batch_size, shuffle=False, seed=0, binarize=False, drop_remainder=False):
+    """A `tf.data.Dataset` of batches of `x` alone: cached, optionally shuffled each epoch with
+    `seed`, batched, optionally dynamically binarized (pixels drawn from Bernoulli(x), fresh
+    every epoch), and prefetched.
+
+    Example:
+    >>> ds = make_dataset(load_dataset("digits").x_train, 64, shuffle=True)
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(x).cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if binarize:
+        # One stateless seed per batch from a seeded stream: repeatable, new every epoch.
+        seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda batch, s: tf.cast(
+                tf.random.stateless_uniform(tf.shape(batch), seed=s) < batch, batch.dtype
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    options = tf.data.Options()
+    # The examples live in memory: shard by example, never by file, across workers.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def binarize_once(x, seed):
+    """A fixed binarization of `x` (held-out data for a Bernoulli model trained with
+    dynamic binarization)."""
+    return (np.random.default_rng(seed).random(x.shape) < x).astype("float32")
