@@ -1,0 +1,94 @@
+"""Trained VAE in, serving artefacts out: a SavedModel for TF Serving and TFLite for LiteRT.
+
+Example:
+>>> paths = export.export_all(vae, "run/export", quantizations=("float32", "int8"),
+...                           representative_data=x_train)
+>>> paths["saved_model"], paths["tflite_int8"]
+"""
+
+import os
+
+from export import rng
+from export.saved_model import (
+    DEFAULT_IW_SAMPLES,
+    DEFAULT_MAX_SAMPLES,
+    check_model,
+    export_saved_model,
+    read_metadata,
+)
+from export.tflite import QUANTIZATIONS, check_quantization, export_tflite, sidecar_path
+
+TFLITE_DIR = "tflite"
+
+
+def tflite_path(out_dir, name="vae", version=1, quantize="float32"):
+    """Where `export_all` writes a TFLite variant: `out_dir/tflite/<name>-v<version>-<quantize>.tflite`."""
+    return os.path.join(os.fspath(out_dir), TFLITE_DIR, f"{name}-v{version}-{quantize}.tflite")
+
+
+def export_all(
+    model,
+    out_dir,
+    name="vae",
+    version=1,
+    representative_data=None,
+    quantizations=("float32",),
+    overwrite=False,
+    max_samples=DEFAULT_MAX_SAMPLES,
+    iw_samples=DEFAULT_IW_SAMPLES,
+):
+    """Writes the SavedModel (`out_dir/<name>/<version>/`) and one `.tflite` per quantization.
+
+    `out_dir` is TF Serving's base path; the TFLite files and their sidecar JSON go to
+    `out_dir/tflite/`.
+
+    Args:
+        model: keras_vae.VAE. A built (normally trained) model.
+        out_dir: str. Output folder.
+        name: str. Model name (TF Serving's MODEL_NAME).
+        version: int. SavedModel version folder.
+        representative_data: array `(N, *data_shape)` or None. Calibration data for "int8".
+        quantizations: iterable of str. TFLite variants to write (may be empty).
+        overwrite: bool. Replace an existing version and existing TFLite files.
+        max_samples: int. Cap on `num_samples` per `sample` request of the SavedModel.
+        iw_samples: int. Importance samples per example in `log_likelihood`.
+
+    Returns:
+        dict: `{"saved_model": path, "tflite_<quantization>": path, ...}`.
+    """
+    check_model(model)
+    if isinstance(quantizations, str):
+        quantizations = (quantizations,)
+    quantizations = [check_quantization(q) for q in quantizations]
+    targets = {q: tflite_path(out_dir, name, version, q) for q in quantizations}
+    if not overwrite:
+        existing = [p for p in targets.values() if os.path.exists(p)]
+        if existing:
+            raise FileExistsError(
+                f"{existing[0]!r} already exists. Pass overwrite=True (--overwrite) to replace it, "
+                "or choose a new version."
+            )
+    paths = {
+        "saved_model": export_saved_model(
+            model, out_dir, name, version, overwrite, max_samples=max_samples, iw_samples=iw_samples
+        )
+    }
+    for q, path in targets.items():
+        paths[f"tflite_{q}"] = export_tflite(
+            paths["saved_model"], path, quantize=q, representative_data=representative_data
+        )
+    return paths
+
+
+__all__ = [
+    "DEFAULT_IW_SAMPLES",
+    "DEFAULT_MAX_SAMPLES",
+    "QUANTIZATIONS",
+    "export_all",
+    "export_saved_model",
+    "export_tflite",
+    "read_metadata",
+    "rng",
+    "sidecar_path",
+    "tflite_path",
+]

@@ -1,0 +1,118 @@
+"""`keras-vae-export`: a trained model (or a training run folder) in, serving artefacts out."""
+
+import argparse
+import os
+import sys
+
+QUANTIZATION_NAMES = ("float32", "float16", "dynamic", "int8")
+
+EXAMPLE = """\
+example:
+  keras-vae-export runs/digits --out runs/digits/export --tflite --quantize float32 int8 \\
+      --representative-data x_train.npy
+  # -> runs/digits/export/vae/1/ (SavedModel for TF Serving)
+  #    runs/digits/export/tflite/vae-v1-float32.tflite (+ .json), vae-v1-int8.tflite (+ .json)
+"""
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-vae-export",
+        description=(
+            "Export a trained keras-vae model as a SavedModel for TF Serving "
+            "(OUT/<name>/<version>/) and optionally as TFLite for LiteRT (OUT/tflite/)."
+        ),
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model", metavar="MODEL_OR_RUN_DIR", help="a .keras file, or a run folder with model.keras"
+    )
+    parser.add_argument("--out", required=True, help="output folder (TF Serving's base path)")
+    parser.add_argument("--name", default="vae", help="model name (default: vae)")
+    parser.add_argument("--version", type=int, default=1, help="version folder (default: 1)")
+    parser.add_argument("--tflite", action="store_true", help="also write TFLite models")
+    parser.add_argument(
+        "--quantize",
+        nargs="+",
+        choices=QUANTIZATION_NAMES,
+        metavar="Q",
+        help=f"TFLite variants, any of {', '.join(QUANTIZATION_NAMES)} (default: float32; "
+        "implies --tflite)",
+    )
+    parser.add_argument(
+        "--representative-data",
+        metavar="NPY",
+        help="a .npy of training examples (N, *data_shape) to calibrate int8 (default: prior)",
+    )
+    parser.add_argument(
+        "--max-samples", type=int, default=1024, help="cap on num_samples per sample request"
+    )
+    parser.add_argument(
+        "--iw-samples", type=int, default=64, help="importance samples in log_likelihood"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing version and TFLite files"
+    )
+    return parser
+
+
+def model_path(model_or_run_dir):
+    """The `.keras` file named by `model_or_run_dir` (a file, or a run folder with model.keras)."""
+    if os.path.isdir(model_or_run_dir):
+        path = os.path.join(model_or_run_dir, "model.keras")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{model_or_run_dir!r} is a folder without model.keras; pass a training run "
+                "folder (it holds model.keras and config.json) or a .keras file."
+            )
+        return path
+    if not os.path.isfile(model_or_run_dir):
+        raise FileNotFoundError(f"No such model file or run folder: {model_or_run_dir!r}.")
+    if not model_or_run_dir.endswith(".keras"):
+        raise ValueError(
+            f"Expected a .keras file or a run folder; received {model_or_run_dir!r}. Save the "
+            "model with model.save('model.keras')."
+        )
+    return model_or_run_dir
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    # Imported after parsing: --help and flag errors answer without loading TensorFlow.
+    import keras
+    import numpy as np
+
+    import export
+    import keras_vae  # noqa: F401  (registers the VAE classes for load_model)
+
+    quantizations = args.quantize or (["float32"] if args.tflite else [])
+    try:
+        path = model_path(args.model)
+        representative = None
+        if args.representative_data:
+            representative = np.load(args.representative_data, allow_pickle=False)
+        print(f"Loading {path}", flush=True)
+        model = keras.models.load_model(path)
+        print(f"Exporting to {args.out}", flush=True)
+        paths = export.export_all(
+            model,
+            args.out,
+            name=args.name,
+            version=args.version,
+            representative_data=representative,
+            quantizations=quantizations,
+            overwrite=args.overwrite,
+            max_samples=args.max_samples,
+            iw_samples=args.iw_samples,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
+        print(f"keras-vae-export: error: {e}", file=sys.stderr)
+        return 2
+    for kind, p in paths.items():
+        print(f"{kind}: {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Seeded standard normal noise from operations every runtime has.
+
+TF's seeded random ops (`StatelessRandomNormalV2`) are not TFLite builtins: stock LiteRT cannot run
+them without the Flex delegate. The `sample` signature therefore builds its noise from a
+counter-based hash instead, with uint32 xor, shift and multiply (builtins in TFLite and plain ops
+in TF): element `j` of a draw with seed `s` is a pure function of `(s, j)`, so a draw is
+repeatable, identical on a TF Serving server and on a phone (up to float rounding of log and
+cos), and independent of batch size. The same generator is written in NumPy
+(`standard_normal_numpy`) so tests and users can reproduce a draw anywhere.
+
+The hash is Chris Wellons' "lowbias32" (a 32-bit integer finalizer with very low avalanche
+bias). Two hashed counters give two uniforms with 24-bit resolution, exactly representable in
+float32, in (0, 1); the Box-Muller transform turns them into one standard normal.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+_M1 = 0x7FEB352D
+_M2 = 0x846CA68B
+# Mixed into the seed so that seed 0 does not start from the all-zero state.
+_SEED_SALT = 0x9E3779B9
+_TWO_PI = 2.0 * math.pi
+
+
+def _hash_tf(x):
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+    x = x * tf.constant(_M1, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(15, tf.uint32)))
+    x = x * tf.constant(_M2, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+
+
+def _uniform_tf(bits):
+    # The top 24 bits, centred in their bin: exactly representable in float32, never 0 or 1.
+    top = tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)), tf.float32)
+    return (top + 0.5) * (1.0 / 16777216.0)
+
+
+def standard_normal(shape, seed):
+    """Standard normal float32 noise of a (dynamic) `shape`, a pure function of `seed`.
+
+    Args:
+        shape: 1-D int32 tensor or list. The shape of the draw.
+        seed: int32 scalar tensor. Its 32 bits select the stream (negative seeds are valid).
+
+    Returns:
+        float32 tensor of `shape`.
+
+    Example:
+    >>> z = standard_normal([16, 2], tf.constant(0))
+    """
+    shape = tf.cast(shape, tf.int32)
+    count = tf.reduce_prod(shape)
+    key = _hash_tf(
+        tf.bitwise.bitwise_xor(
+            tf.cast(tf.bitcast(tf.cast(seed, tf.int32), tf.uint32), tf.uint32),
+            tf.constant(_SEED_SALT, tf.uint32),
+        )
+    )
+    counter = tf.cast(tf.range(count), tf.uint32) * tf.constant(2, tf.uint32)
+    u1 = _uniform_tf(_hash_tf(tf.bitwise.bitwise_xor(_hash_tf(counter), key)))
+    u2 = _uniform_tf(
+        _hash_tf(tf.bitwise.bitwise_xor(_hash_tf(counter + tf.constant(1, tf.uint32)), key))
+    )
+    normal = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(_TWO_PI * u2)
+    return tf.reshape(normal, shape)
+
+
+def _hash_np(x):
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(_M1)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(_M2)
+    return x ^ (x >> np.uint32(16))
+
+
+def _uniform_np(bits):
+    return ((bits >> np.uint32(8)).astype(np.float32) + np.float32(0.5)) * np.float32(
+        1.0 / 16777216.0
+    )
+
+
+def standard_normal_numpy(shape, seed):
+    """The NumPy twin of `standard_normal`: the same draw for the same `shape` and `seed`.
+
+    Example:
+    >>> z = standard_normal_numpy((16, 2), seed=0)
+    """
+    shape = tuple(int(d) for d in shape)
+    with np.errstate(over="ignore"):
+        key = _hash_np(np.array(seed, np.int32).view(np.uint32) ^ np.uint32(_SEED_SALT))
+        counter = np.arange(math.prod(shape), dtype=np.uint32) * np.uint32(2)
+        u1 = _uniform_np(_hash_np(_hash_np(counter) ^ key))
+        u2 = _uniform_np(_hash_np(_hash_np(counter + np.uint32(1)) ^ key))
+    normal = np.sqrt(np.float32(-2.0) * np.log(u1)) * np.cos(np.float32(_TWO_PI) * u2)
+    return normal.astype(np.float32).reshape(shape)

@@ -1,0 +1,204 @@
+"""TFLite models for on-device decoding and sampling, converted from the serving SavedModel.
+
+One `.tflite` file holds two signatures, `decode(z) -> x` and `sample(num_samples, seed) -> x, z`,
+built from TFLite builtin ops only, so stock LiteRT runs it without the Flex delegate. `sample`
+takes its noise from `export.rng` (an integer hash and Box-Muller): `seed >= 0` repeats a draw
+(the same one the SavedModel's `sample` gives), `seed < 0` draws fresh noise with TFLite's
+builtin random op on every call.
+
+A sidecar JSON beside the `.tflite` says what an app needs: latent size, output shape,
+likelihood, version and quantization.
+"""
+
+import json
+import os
+import uuid
+
+import numpy as np
+import tensorflow as tf
+
+import keras_vae
+from export import rng
+from export.saved_model import read_metadata
+
+TFLITE_SIGNATURES = ("decode", "sample")
+# Calibration batches for int8: decode sees latents of the data (when given) and of the prior;
+# sample sees the prior through its own noise.
+_CALIBRATION_BATCH = 32
+_CALIBRATION_BATCHES = 8
+
+
+def _float32(converter, calibration):
+    del converter, calibration
+
+
+def _float16(converter, calibration):
+    del calibration
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+def _dynamic(converter, calibration):
+    del calibration
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _int8(converter, calibration):
+    # Weights and activations in int8 where the op allows it; inputs and outputs stay float32
+    # and the integer hash of the noise stays uint32, so the signatures do not change.
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+
+
+QUANTIZATIONS = {"float32": _float32, "float16": _float16, "dynamic": _dynamic, "int8": _int8}
+
+
+def check_quantization(quantize):
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(
+            f"Unknown quantization {quantize!r}; expected one of {list(QUANTIZATIONS)}."
+        )
+    return quantize
+
+
+def _check_representative_data(data, meta):
+    data = np.asarray(data)
+    want = tuple(meta["data_shape"])
+    if data.ndim != len(want) + 1 or tuple(data.shape[1:]) != want or len(data) == 0:
+        raise ValueError(
+            f"representative_data must be training examples of shape (N, {', '.join(map(str, want))}) "
+            f"with N >= 1; received shape {data.shape}."
+        )
+    if not np.issubdtype(data.dtype, np.floating) or not np.all(np.isfinite(data)):
+        raise ValueError(
+            "representative_data must hold finite floating-point values (float32, scaled as in "
+            f"training); received dtype {data.dtype}."
+        )
+    return data.astype(np.float32)
+
+
+def _calibration(saved_model_dir, meta, representative_data):
+    """A representative dataset in the (signature, inputs) form the TFLite calibrator takes."""
+    latent_dim = meta["latent_dim"]
+    data_latents = []
+    if representative_data is not None:
+        data = _check_representative_data(representative_data, meta)
+        encode = tf.saved_model.load(saved_model_dir).signatures["encode"]
+        for i in range(_CALIBRATION_BATCHES):
+            batch = data[
+                np.arange(i * _CALIBRATION_BATCH, (i + 1) * _CALIBRATION_BATCH) % len(data)
+            ]
+            posterior = encode(x=tf.constant(batch))
+            eps = rng.standard_normal_numpy((_CALIBRATION_BATCH, latent_dim), seed=1000 + i)
+            # Latents the decoder sees from data: posterior samples, mean + scale * eps.
+            data_latents.append(posterior["mean"].numpy() + posterior["scale"].numpy() * eps)
+
+    def dataset():
+        for i in range(_CALIBRATION_BATCHES):
+            prior = rng.standard_normal_numpy((_CALIBRATION_BATCH, latent_dim), seed=2000 + i)
+            yield ("decode", {"z": prior})
+            if data_latents:
+                yield ("decode", {"z": data_latents[i]})
+            yield (
+                "sample",
+                {
+                    "num_samples": np.array(_CALIBRATION_BATCH, np.int32),
+                    "seed": np.array(i, np.int32),
+                },
+            )
+
+    return dataset
+
+
+def sidecar_path(out_path):
+    """The JSON metadata file beside a `.tflite` file: `model.tflite` -> `model.json`."""
+    root, _ = os.path.splitext(os.fspath(out_path))
+    return root + ".json"
+
+
+def _atomic_write(path, payload):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(temp, "wb") as f:
+            f.write(payload)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
+def export_tflite(saved_model_dir, out_path, quantize="float32", representative_data=None):
+    """Converts an `export_saved_model` folder to one `.tflite` with `decode` and `sample`.
+
+    Args:
+        saved_model_dir: str. The version folder written by `export_saved_model`.
+        out_path: str. Where to write the `.tflite`; the sidecar JSON goes beside it.
+        quantize: str. "float32", "float16" (weights), "dynamic" (int8 weights, float
+            activations) or "int8" (int8 weights and activations calibrated on data, float
+            inputs and outputs).
+        representative_data: array `(N, *data_shape)` or None. Training examples for "int8"
+            calibration (the decoder sees their posterior samples); None calibrates on prior
+            samples only. Ignored by the other quantizations.
+
+    Returns:
+        `out_path`.
+
+    Example:
+    >>> export_tflite("serving/vae/1", "vae.tflite", quantize="float16")
+    """
+    check_quantization(quantize)
+    saved_model_dir = os.fspath(saved_model_dir)
+    meta = read_metadata(saved_model_dir)
+    calibration = None
+    if quantize == "int8":
+        calibration = _calibration(saved_model_dir, meta, representative_data)
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=list(TFLITE_SIGNATURES)
+    )
+    # Builtins only (the default): a graph that needed Flex would fail here, not on a phone.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    QUANTIZATIONS[quantize](converter, calibration)
+    content = converter.convert()
+    _atomic_write(out_path, content)
+    latent_dim, data_shape = meta["latent_dim"], meta["data_shape"]
+    sidecar = {
+        "format": "keras_vae.tflite/1",
+        "name": meta["name"],
+        "version": meta["version"],
+        "keras_vae_version": keras_vae.__version__,
+        "quantization": quantize,
+        "calibration": (
+            None
+            if quantize != "int8"
+            else ("prior and representative_data" if representative_data is not None else "prior")
+        ),
+        "latent_dim": latent_dim,
+        "data_shape": data_shape,
+        "output_shape": [-1, *data_shape],
+        "likelihood": meta["likelihood"],
+        "max_samples": meta["max_samples"],
+        "size_bytes": len(content),
+        "signatures": {
+            "decode": {
+                "inputs": {"z": {"dtype": "float32", "shape": [-1, latent_dim]}},
+                "outputs": {"x": {"dtype": "float32", "shape": [-1, *data_shape]}},
+            },
+            "sample": {
+                "inputs": {
+                    "num_samples": {"dtype": "int32", "shape": []},
+                    "seed": {"dtype": "int32", "shape": []},
+                },
+                "outputs": {
+                    "x": {"dtype": "float32", "shape": [-1, *data_shape]},
+                    "z": {"dtype": "float32", "shape": [-1, latent_dim]},
+                },
+                "seed": "seed >= 0 repeats a draw (export.rng); seed < 0 draws fresh noise",
+            },
+        },
+    }
+    _atomic_write(
+        sidecar_path(out_path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode()
+    )
+    return os.fspath(out_path)
