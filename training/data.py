@@ -242,7 +242,7 @@ def read_idx(path, magic=IDX_IMAGE_MAGIC):
         ) from None
     ndim = 3 if magic == IDX_IMAGE_MAGIC else 1
     header = 4 + 4 * ndim
-    if len(content) < header:
+    if len(content) < 4:
         raise DataError(f"IDX file {path!r} is {len(content)} bytes, shorter than its header.")
     found = struct.unpack(">i", content[:4])[0]
     if found != magic:
@@ -251,6 +251,8 @@ def read_idx(path, magic=IDX_IMAGE_MAGIC):
             f"IDX file {path!r} has magic number {found:#010x}; expected {magic:#010x} for "
             f"unsigned-byte {what}. Is it the right file?"
         )
+    if len(content) < header:
+        raise DataError(f"IDX file {path!r} is {len(content)} bytes, shorter than its header.")
     dims = struct.unpack(f">{ndim}i", content[4:header])
     expected = int(np.prod(dims))
     if len(content) - header != expected:
@@ -504,7 +506,7 @@ def make_dataset(x, batch_size, shuffle=False, seed=0, binarize=False, drop_rema
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if binarize:
         # One stateless seed per batch from a seeded stream: repeatable, new every epoch.
-        seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda batch, s: tf.cast(
                 tf.random.stateless_uniform(tf.shape(batch), seed=s) < batch, batch.dtype

@@ -191,6 +191,7 @@ def train(config, run_dir):
             epochs=config.epochs,
             initial_epoch=initial_epoch,
             callbacks=cbs,
+            shuffle=False,  # the dataset shuffles itself, seeded
             verbose=config.verbose,
         )
     seconds = time.time() - start
@@ -211,7 +212,13 @@ def train(config, run_dir):
     callbacks_lib.save_model(model, model_path)
     files.update({"model.keras": model_path, "history.csv": run_state.history_path})
     files["backup/"] = backup_dir
-    result = {"run_dir": out_dir, "files": files, "is_chief": is_chief, "seconds": seconds}
+    result = {
+        "run_dir": out_dir,
+        "files": files,
+        "is_chief": is_chief,
+        "replicas": replicas,
+        "seconds": seconds,
+    }
     if not is_chief:
         return result
 

@@ -1,0 +1,176 @@
+"""keras-vae-train end to end on digits, keras-vae-evaluate, bad flags, and resumption after
+SIGKILL."""
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from training import cli, evaluate, plots
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
+QUICK = ["--no-export", "--iwae-samples", "20", "--verbose", "0"]
+
+
+def _history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run") / "digits")
+    argv = ["--data", "digits", "--epochs", "3", "--run-dir", run_dir, *QUICK]
+    argv[-1] = "1"  # the progress bar and the closing summary
+    assert cli.main(argv) == 0
+    return run_dir
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_digits(digits_run, capsys):
+    run_dir = digits_run
+    for name in (
+        "config.json", "model.keras", "history.csv", "metrics.json", "samples.png",
+        "reconstructions.png", "latent_scatter.png", "latent_manifold.png",
+    ):  # fmt: skip
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    assert os.listdir(os.path.join(run_dir, "logs")), "no TensorBoard logs"
+
+    def size(name):
+        with Image.open(os.path.join(run_dir, name)) as image:
+            image.load()
+            return image.size
+
+    grid = plots.SAMPLE_GRID
+    assert size("samples.png") == plots.grid_size(grid, grid, 8, 8)
+    assert size("reconstructions.png") == plots.grid_size(2, plots.RECONSTRUCTIONS, 8, 8)
+    assert size("latent_manifold.png") == plots.grid_size(
+        plots.MANIFOLD_GRID, plots.MANIFOLD_GRID, 8, 8
+    )
+    assert size("latent_scatter.png") == (plots.SCATTER_SIZE, plots.SCATTER_SIZE)
+    for epoch in range(3):
+        assert size(f"samples/epoch_{epoch:03d}.png") == plots.grid_size(grid, grid, 8, 8)
+
+    rows = _history(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert all(math.isfinite(float(r["val_loss"])) for r in rows)
+
+    report = json.load(open(os.path.join(run_dir, "metrics.json")))
+    held_out, untrained = report["held_out"], report["untrained"]
+    for key in (
+        "negative_elbo",
+        "reconstruction",
+        "kl",
+        "iwae_log_likelihood",
+        "iwae_bits_per_dim",
+    ):
+        assert math.isfinite(held_out[key]), key
+    assert held_out["negative_elbo"] < untrained["negative_elbo"] - 5
+    assert held_out["negative_elbo"] == pytest.approx(held_out["reconstruction"] + held_out["kl"])
+    # IWAE is a tighter bound than the ELBO (K=20, so allow its Monte Carlo noise).
+    assert -held_out["iwae_log_likelihood"] <= held_out["negative_elbo"] + 0.5
+    assert held_out["iwae_bits_per_dim"] == pytest.approx(
+        -held_out["iwae_log_likelihood"] / (64 * math.log(2))
+    )
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["epochs"] == 3 and config["data"] == "digits" and config["latent_dim"] == 2
+
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    assert model.data_shape == (8, 8, 1) and model.latent_dim == 2
+    assert np.isfinite(np.asarray(model.sample(4, seed=0))).all()
+
+
+@pytest.mark.slow
+def test_evaluate_command_repeats_the_runs_numbers(digits_run, tmp_path, capsys):
+    out = str(tmp_path / "m.json")
+    # Data, split and seed come from the run's config.json next to the model.
+    code = evaluate.main([os.path.join(digits_run, "model.keras"), "--iwae-samples", "20",
+                          "--json", out])  # fmt: skip
+    assert code == 0
+    ours = json.load(open(out))
+    theirs = json.load(open(os.path.join(digits_run, "metrics.json")))["held_out"]
+    for key in ("negative_elbo", "reconstruction", "kl", "iwae_log_likelihood"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-5), key
+    assert evaluate.main([digits_run, "--data", "ring", "--iwae-samples", "0"]) == 2
+    assert "shape" in capsys.readouterr().err
+
+
+def test_resuming_with_a_different_config_is_refused(digits_run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--latent-dim", "3", "--epochs", "3", "--run-dir", digits_run, *QUICK])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "latent_dim: 2 -> 3" in err
+
+
+def test_help_shows_examples():
+    out = subprocess.run(
+        [sys.executable, "-m", "training", "--help"], capture_output=True, text=True, env=ENV,
+        check=True,
+    ).stdout  # fmt: skip
+    assert "examples:" in out and "keras-vae-train --data mnist.npz" in out
+    assert "--strategy" in out and "TF_CONFIG" in out
+
+
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (["--epochs", "-1"], "epochs must be an integer >= 1; received -1"),
+        (["--data", "imagenet"], "Unknown data 'imagenet'"),
+        (["--latent-dim", "0"], "latent_dim must be an integer >= 1; received 0"),
+        (["--data", "/no/such/mnist.npz"], "does not exist"),
+        (["--learning-rate", "0"], "learning_rate must be a number > 0"),
+        (["--arch", "transformer"], "invalid choice: 'transformer'"),
+        (["--batch-size", "ten"], "invalid int value: 'ten'"),
+        (["--sigma", "-1"], "sigma must be a number > 0"),
+        (["--data", "ring", "--arch", "conv"], "--arch conv needs images"),
+        (["--devices", "/gpu:0"], "--devices applies to --strategy mirrored"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line_before_any_work(argv, reason, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--run-dir", str(run_dir)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert reason in err
+    assert err.count("\n") == 1 and err.startswith("keras-vae-train: error:")
+    assert not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_resumes_after_sigkill_with_one_history_row_per_epoch(tmp_path):
+    run_dir = str(tmp_path / "run")
+    command = [sys.executable, "-m", "training", "--epochs", "4", "--limit", "256",
+               "--run-dir", run_dir, *QUICK]  # fmt: skip
+    # The hook kills the process with SIGKILL right after epoch 1 is recorded.
+    crashed = subprocess.run(
+        command, env={**ENV, "KERAS_VAE_CRASH_AFTER_EPOCH": "1"}, capture_output=True, timeout=300
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    assert [int(r["epoch"]) for r in _history(run_dir)] == [0, 1]
+    assert not os.path.exists(os.path.join(run_dir, "metrics.json"))
+    # A stale row from an epoch the backup never recorded must be dropped on resumption.
+    with open(os.path.join(run_dir, "history.csv"), "a") as f:
+        f.write("2,1,1,1,1,1,1\n")
+
+    command[command.index("--verbose") + 1] = "2"
+    resumed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1" in resumed.stdout
+    assert "Epoch 3/4" in resumed.stdout and "Epoch 1/4" not in resumed.stdout
+    rows = _history(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert float(rows[2]["loss"]) != 1.0
+    report = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert report["epochs"] == 4
+    assert report["held_out"]["negative_elbo"] < report["untrained"]["negative_elbo"]

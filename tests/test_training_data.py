@@ -1,0 +1,214 @@
+"""training.data: every local format loads from small files written here; bad files fail clearly."""
+
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.data import DataError, load_dataset, make_dataset, read_idx
+
+
+def _images(n=20, h=6, w=5, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w), dtype=np.uint8)
+
+
+def _write_idx(path, array, magic=0x00000803):
+    header = struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+    return payload
+
+
+def test_digits_default_is_scaled_images_with_labels():
+    ds = load_dataset("digits", test_split=0.2, seed=0)
+    assert ds.x_train.shape[1:] == (8, 8, 1) and ds.x_train.dtype == np.float32
+    assert len(ds.x_train) + len(ds.x_test) == 1797
+    assert len(ds.x_test) == round(1797 * 0.2)
+    assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
+    assert ds.y_test.shape == (len(ds.x_test),) and set(ds.y_test) <= set(range(10))
+    assert ds.info["likelihood"] == "bernoulli" and ds.info["kind"] == "image"
+    # The split is a function of the seed.
+    again = load_dataset("digits", test_split=0.2, seed=0)
+    np.testing.assert_array_equal(ds.x_test, again.x_test)
+    other = load_dataset("digits", test_split=0.2, seed=1)
+    assert not np.array_equal(ds.x_test, other.x_test)
+
+
+def test_ring_is_the_seed_toy():
+    ds = load_dataset("ring")
+    x = np.concatenate([ds.x_train, ds.x_test])
+    radius = np.linalg.norm(x, axis=1)
+    # ||g(z)|| = 1 + ||z||/10: every point lies outside the unit circle, most within 1.3.
+    assert radius.min() >= 1.0 and np.median(radius) < 1.2
+    assert ds.info["kind"] == "vector" and ds.info["likelihood"] == "gaussian"
+
+
+def test_npz_keras_layout_keeps_its_split(tmp_path):
+    x_train, x_test = _images(30), _images(10, seed=1)
+    path = str(tmp_path / "mnist.npz")
+    np.savez(path, x_train=x_train, y_train=np.arange(30) % 10, x_test=x_test, y_test=np.arange(10))
+    ds = load_dataset(path)
+    assert ds.x_train.shape == (30, 6, 5, 1) and ds.x_test.shape == (10, 6, 5, 1)
+    np.testing.assert_allclose(ds.x_test[..., 0], x_test / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_test, np.arange(10))
+    assert ds.info["scaled"] == "divided by 255"
+
+
+def test_npz_single_x_is_split(tmp_path):
+    path = str(tmp_path / "x.npz")
+    np.savez(path, x=_images(40).astype("float32") / 255.0)
+    ds = load_dataset(path, test_split=0.25)
+    assert (len(ds.x_train), len(ds.x_test)) == (30, 10) and ds.y_train is None
+
+
+def test_idx_raw_gz_and_folder(tmp_path):
+    images, labels = _images(12, 4, 4), (np.arange(12) % 3).astype(np.uint8)
+    raw = str(tmp_path / "train-images-idx3-ubyte")
+    gz = str(tmp_path / "train-images-idx3-ubyte.gz")
+    _write_idx(raw, images)
+    _write_idx(gz, images)
+    np.testing.assert_array_equal(read_idx(raw), images)
+    np.testing.assert_array_equal(read_idx(gz), images)
+    ds = load_dataset(gz, test_split=0.25)
+    assert ds.x_train.shape == (9, 4, 4, 1)
+    # A folder with train and t10k files (labels too) keeps its own split and labels.
+    folder = tmp_path / "mnist_idx"
+    folder.mkdir()
+    _write_idx(str(folder / "train-images-idx3-ubyte.gz"), images)
+    _write_idx(str(folder / "train-labels-idx1-ubyte.gz"), labels, magic=0x00000801)
+    _write_idx(str(folder / "t10k-images-idx3-ubyte.gz"), images[:5])
+    _write_idx(str(folder / "t10k-labels-idx1-ubyte.gz"), labels[:5], magic=0x00000801)
+    ds = load_dataset(str(folder))
+    assert ds.x_train.shape == (12, 4, 4, 1) and ds.x_test.shape == (5, 4, 4, 1)
+    np.testing.assert_array_equal(ds.y_train, labels)
+    np.testing.assert_allclose(ds.x_test[..., 0], images[:5] / 255.0, rtol=1e-6)
+
+
+def test_png_folder_with_class_subfolders(tmp_path):
+    images = _images(8, 7, 9)
+    for i, image in enumerate(images):
+        folder = tmp_path / f"class_{i % 2}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image, "L").save(folder / f"{i}.png")
+    ds = load_dataset(str(tmp_path), test_split=0.25)
+    assert ds.x_train.shape == (6, 7, 9, 1)
+    assert sorted(np.concatenate([ds.y_train, ds.y_test]).tolist()) == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert ds.info["classes"] == ["class_0", "class_1"]
+    every = np.sort(np.concatenate([ds.x_train, ds.x_test]).reshape(8, -1), axis=0)
+    np.testing.assert_allclose(every, np.sort(images.reshape(8, -1) / 255.0, axis=0), rtol=1e-6)
+
+
+def test_rgb_jpeg_folder(tmp_path):
+    for i in range(4):
+        Image.new("RGB", (5, 4), (10 * i, 200, 30)).save(tmp_path / f"{i}.jpg")
+    ds = load_dataset(str(tmp_path), test_split=0.25)
+    assert ds.x_train.shape == (3, 4, 5, 3)
+
+
+def test_tables_npy_and_csv_are_min_max_scaled(tmp_path):
+    table = np.random.default_rng(0).normal(5.0, 3.0, size=(50, 3))
+    np.save(tmp_path / "t.npy", table)
+    with open(tmp_path / "t.csv", "w") as f:
+        f.write("a,b,c\n" + "\n".join(",".join(f"{v:.17g}" for v in row) for row in table))
+    for name in ("t.npy", "t.csv"):
+        ds = load_dataset(str(tmp_path / name), test_split=0.2)
+        assert ds.info["kind"] == "vector" and ds.info["likelihood"] == "gaussian"
+        assert ds.x_train.shape == (40, 3)
+        np.testing.assert_allclose(ds.x_train.min(axis=0), 0.0, atol=1e-6)
+        np.testing.assert_allclose(ds.x_train.max(axis=0), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "truncated, corrupt"),
+        (lambda p: np.savez(p, images=np.zeros((3, 2, 2))), "expected 'x_train' and 'x_test'"),
+        (lambda p: np.savez(p, x=np.zeros((0, 4, 4))), "empty"),
+        (lambda p: np.savez(p, x=np.full((5, 4, 4), np.nan)), "NaN or inf"),
+        (lambda p: np.savez(p, x=np.full((5, 4, 4), 300.0)), "expected [0, 1] or 0..255"),
+    ],
+)
+def test_bad_npz_fails_clearly(tmp_path, make, message):
+    path = tmp_path / "bad.npz"
+    make(path)
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_dataset(str(path))
+
+
+def test_truncated_npz(tmp_path):
+    path = tmp_path / "t.npz"
+    np.savez(path, x_train=_images(20), x_test=_images(5))
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset(str(path))
+
+
+def test_truncated_and_corrupt_idx(tmp_path):
+    raw = str(tmp_path / "train-images-idx3-ubyte")
+    payload = _write_idx(raw, _images(6, 4, 4))
+    with open(raw, "wb") as f:
+        f.write(payload[:-7])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_dataset(raw)
+    gz = str(tmp_path / "x-idx3-ubyte.gz")
+    with open(gz, "wb") as f:
+        f.write(gzip.compress(payload)[:-12])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_dataset(gz)
+    wrong = str(tmp_path / "w-idx3-ubyte")
+    _write_idx(wrong, np.arange(6, dtype=np.uint8), magic=0x00000801)
+    with pytest.raises(DataError, match="magic number"):
+        load_dataset(wrong)
+
+
+def test_png_folder_failures(tmp_path):
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    Image.new("L", (9, 8)).save(tmp_path / "b.png")
+    with pytest.raises(DataError, match="Images differ in size.*8x8.*9x8"):
+        load_dataset(str(tmp_path))
+    os.remove(tmp_path / "b.png")
+    good = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "c.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match=r"c\.png.*truncated or corrupt"):
+        load_dataset(str(tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no PNG/JPEG images"):
+        load_dataset(str(empty))
+
+
+def test_csv_with_text_in_the_middle(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("1,2\n3,4\n5,oops\n")
+    with pytest.raises(DataError, match="line 3"):
+        load_dataset(str(path))
+
+
+def test_offline_mnist_says_how_to_pass_a_local_copy(tmp_path, monkeypatch):
+    # An empty KERAS_HOME forces a download, which this offline machine cannot do.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    try:
+        load_dataset("mnist")
+    except DataError as e:
+        assert "--data /path/to/mnist.npz" in str(e)
+    else:  # a machine with network access downloads it: then the data must be right
+        ds = load_dataset("mnist", limit=10)
+        assert ds.x_train.shape == (10, 28, 28, 1)
+
+
+def test_make_dataset_batches_and_binarizes():
+    x = np.full((10, 4), 0.5, dtype="float32")
+    batches = list(make_dataset(x, 4, shuffle=True, seed=0, binarize=True))
+    assert [b.shape[0] for b in batches] == [4, 4, 2]
+    values = np.concatenate([b.numpy() for b in batches])
+    assert set(np.unique(values)) <= {0.0, 1.0} and 0 < values.mean() < 1
+    # Each epoch draws new binary pixels; the same seed repeats the sequence.
+    ds = make_dataset(x, 10, binarize=True, seed=3)
+    first, second = (next(iter(ds)).numpy() for _ in range(2))
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, next(iter(make_dataset(x, 10, binarize=True, seed=3))))
