@@ -1,24 +1,38 @@
 """Trained VAE in, serving artefacts out: a SavedModel for TF Serving and TFLite for LiteRT.
 
+The submodules load TensorFlow; they are imported on first use, so `keras-vae-export --help`
+answers at once.
+
 Example:
 >>> paths = export.export_all(vae, "run/export", quantizations=("float32", "int8"),
 ...                           representative_data=x_train)
 >>> paths["saved_model"], paths["tflite_int8"]
 """
 
+import importlib
 import os
 
-from export import rng
-from export.saved_model import (
-    DEFAULT_IW_SAMPLES,
-    DEFAULT_MAX_SAMPLES,
-    check_model,
-    export_saved_model,
-    read_metadata,
-)
-from export.tflite import QUANTIZATIONS, check_quantization, export_tflite, sidecar_path
-
+DEFAULT_MAX_SAMPLES = 1024
+DEFAULT_IW_SAMPLES = 64
 TFLITE_DIR = "tflite"
+
+_LAZY = {
+    "export_saved_model": "export.saved_model",
+    "read_metadata": "export.saved_model",
+    "check_model": "export.saved_model",
+    "export_tflite": "export.tflite",
+    "sidecar_path": "export.tflite",
+    "QUANTIZATIONS": "export.tflite",
+}
+_SUBMODULES = ("rng", "saved_model", "tflite", "cli")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"export.{name}")
+    raise AttributeError(f"module 'export' has no attribute {name!r}")
 
 
 def tflite_path(out_dir, name="vae", version=1, quantize="float32"):
@@ -56,6 +70,9 @@ def export_all(
     Returns:
         dict: `{"saved_model": path, "tflite_<quantization>": path, ...}`.
     """
+    from export.saved_model import check_model, export_saved_model
+    from export.tflite import check_quantization, export_tflite
+
     check_model(model)
     if isinstance(quantizations, str):
         quantizations = (quantizations,)
@@ -84,11 +101,11 @@ __all__ = [
     "DEFAULT_IW_SAMPLES",
     "DEFAULT_MAX_SAMPLES",
     "QUANTIZATIONS",
+    "check_model",
     "export_all",
     "export_saved_model",
     "export_tflite",
     "read_metadata",
-    "rng",
     "sidecar_path",
     "tflite_path",
 ]

@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 
+from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_SAMPLES
+
 QUANTIZATION_NAMES = ("float32", "float16", "dynamic", "int8")
 
 EXAMPLE = """\
@@ -46,10 +48,16 @@ def _parser():
         help="a .npy of training examples (N, *data_shape) to calibrate int8 (default: prior)",
     )
     parser.add_argument(
-        "--max-samples", type=int, default=1024, help="cap on num_samples per sample request"
+        "--max-samples",
+        type=int,
+        default=DEFAULT_MAX_SAMPLES,
+        help=f"cap on num_samples per sample request (default: {DEFAULT_MAX_SAMPLES})",
     )
     parser.add_argument(
-        "--iw-samples", type=int, default=64, help="importance samples in log_likelihood"
+        "--iw-samples",
+        type=int,
+        default=DEFAULT_IW_SAMPLES,
+        help=f"importance samples per example in log_likelihood (default: {DEFAULT_IW_SAMPLES})",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing version and TFLite files"

@@ -32,10 +32,8 @@ import keras
 import tensorflow as tf
 
 import keras_vae
-from export import rng
+from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_SAMPLES, rng
 
-DEFAULT_MAX_SAMPLES = 1024
-DEFAULT_IW_SAMPLES = 64
 # log_likelihood draws its importance samples from this fixed seed: the same request gives the
 # same scores, which is what an anomaly threshold needs.
 LOG_LIKELIHOOD_SEED = 0
@@ -123,7 +121,9 @@ def _checked(tensor, name, spec):
         ok, [f"{name} must have shape (batch, {dims}) and dtype float32; received shape", got]
     )
     with tf.control_dependencies([check]):
-        return tf.identity(tensor)
+        # The converter drops assertions; this reshape keeps TFLite from silently reading a
+        # [B, 3] tensor as [3B/2, 2] (its fully connected kernel flattens its input).
+        return tf.reshape(tensor, tf.concat([tf.shape(tensor)[:1], want], 0))
 
 
 def build_archive(model, max_samples=DEFAULT_MAX_SAMPLES, iw_samples=DEFAULT_IW_SAMPLES):

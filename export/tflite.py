@@ -13,6 +13,7 @@ likelihood, version and quantization.
 import json
 import os
 import uuid
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -160,7 +161,10 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
     # Builtins only (the default): a graph that needed Flex would fail here, not on a phone.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     QUANTIZATIONS[quantize](converter, calibration)
-    content = converter.convert()
+    with warnings.catch_warnings():
+        # int8 calibration runs TF's own tf.lite.Interpreter, which warns of its deprecation.
+        warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
+        content = converter.convert()
     _atomic_write(out_path, content)
     latent_dim, data_shape = meta["latent_dim"], meta["data_shape"]
     sidecar = {

@@ -1,0 +1,149 @@
+"""Shared by the export tests: tiny trained models, their exports, and a TF Serving REST emulator.
+
+Models and exports are cached per process, so the SavedModel, TFLite and CLI tests train and
+export each one once.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+
+import export
+import keras_vae
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+REQUESTS_DIR = REPO / "docs" / "requests"
+SERVING_DOC = REPO / "docs" / "serving.md"
+SIGNATURES = ("serving_default", "encode", "decode", "sample", "log_likelihood")
+
+_CACHE = {}
+
+
+def _cached(key, build):
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def digits():
+    """Digits as (N, 8, 8, 1) float32 in [0, 1], like training's default data."""
+    return _cached("digits", lambda: (load_digits().images / 16.0).astype("float32")[..., None])
+
+
+def vae():
+    """A small conv VAE with training's default data shape and latent size ((8, 8, 1), 2),
+    trained briefly: its weights are non-trivial and it exercises conv ops in TF and TFLite."""
+
+    def build():
+        keras.utils.set_random_seed(0)
+        model = keras_vae.build_vae(
+            (8, 8, 1), latent_dim=2, arch="conv", seed=0, filters=(8, 16), dense_units=16
+        )
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+        model.fit(digits()[:768], epochs=2, batch_size=64, verbose=0)
+        return model
+
+    return _cached("vae", build)
+
+
+def saved_model():
+    """`(base_dir, version_dir)` of `vae()` exported with the defaults."""
+
+    def build():
+        base = tempfile.mkdtemp(prefix="keras_vae_export_")
+        return base, export.export_saved_model(vae(), base, name="vae", version=1)
+
+    return _cached("saved_model", build)
+
+
+def tflite(quantize):
+    """Path of `vae()`'s `.tflite` for `quantize` (int8 calibrated on digits)."""
+
+    def build():
+        out = os.path.join(tempfile.mkdtemp(prefix="keras_vae_tflite_"), f"vae-{quantize}.tflite")
+        return export.export_tflite(
+            saved_model()[1], out, quantize=quantize, representative_data=digits()[:256]
+        )
+
+    return _cached(f"tflite_{quantize}", build)
+
+
+def copy_version(base_dir, version=1):
+    """Copies the cached export into `base_dir/vae/<version>` (cheaper than exporting again)."""
+    target = os.path.join(base_dir, "vae", str(version))
+    shutil.copytree(saved_model()[1], target)
+    return target
+
+
+# ------------------------------------------------------------------------------------------------
+# TF Serving's REST :predict, columnar ("inputs") form, emulated on a loaded SavedModel.
+
+
+def load_request(signature):
+    with open(REQUESTS_DIR / f"{signature}.request.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_response(signature):
+    with open(REQUESTS_DIR / f"{signature}.response.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def rest_predict(loaded, body):
+    """What TF Serving answers to `POST /v1/models/NAME:predict` with `body` (columnar form).
+
+    Inputs are converted to the signature's dtypes, as TF Serving does; a response with one
+    output tensor holds it directly under "outputs", several are keyed by name (TF Serving's
+    REST API reference, "Response format").
+    """
+    import tensorflow as tf
+
+    fn = loaded.signatures[body.get("signature_name", "serving_default")]
+    specs = fn.structured_input_signature[1]
+    inputs = body["inputs"]
+    if not isinstance(inputs, dict):
+        (only,) = specs
+        inputs = {only: inputs}
+    if set(inputs) != set(specs):
+        raise ValueError(f"request inputs {sorted(inputs)} != signature inputs {sorted(specs)}")
+    outputs = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
+    outputs = {k: v.numpy().tolist() for k, v in outputs.items()}
+    if len(outputs) == 1:
+        return {"outputs": next(iter(outputs.values()))}
+    return {"outputs": outputs}
+
+
+def write_rest_examples(saved_model_dir, out_dir=REQUESTS_DIR, decimals=4):
+    """Writes `<signature>.response.json` for each request file, from a real export."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    for signature in SIGNATURES:
+        response = rest_predict(loaded, load_request(signature))
+        rounded = json.loads(json.dumps(response), parse_float=lambda s: round(float(s), decimals))
+        with open(pathlib.Path(out_dir) / f"{signature}.response.json", "w") as f:
+            f.write(compact_json(rounded) + "\n")
+
+
+def compact_json(value, indent=0):
+    """Indented JSON with short lists on one line: an 8x8 image reads as 8 lines in the docs."""
+    pad = "  " * indent
+    if len(json.dumps(value)) <= 90 - len(pad):
+        return pad + json.dumps(value)
+    if isinstance(value, dict):
+        items = [f'{pad}  "{k}": {compact_json(v, indent + 1).lstrip()}' for k, v in value.items()]
+        return pad + "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(value, list):
+        inner = [compact_json(v, indent + 1) for v in value]
+        return pad + "[\n" + ",\n".join(inner) + "\n" + pad + "]"
+    return pad + json.dumps(value)
+
+
+def shape_of(nested):
+    return list(np.shape(np.asarray(nested)))

@@ -1,0 +1,262 @@
+"""The TF Serving SavedModel: signatures checked against the Keras model in a process without
+Keras, `saved_model_cli`, the documented REST requests, errors, and atomic versioned writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import (
+    REPO,
+    SERVING_DOC,
+    SIGNATURES,
+    copy_version,
+    digits,
+    load_request,
+    load_response,
+    rest_predict,
+    saved_model,
+    shape_of,
+    vae,
+)
+
+import export
+import keras_vae
+from export import rng
+
+# Runs in a fresh interpreter. Keras, TFP and this project are made unimportable before TF is
+# imported: `import tensorflow` itself imports keras.src.optimizers when Keras is installed (it
+# tolerates an ImportError), so "keras not in sys.modules" could not hold otherwise.
+NO_KERAS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    BLOCKED = ("keras", "tf_keras", "keras_vae", "tensorflow_probability", "export")
+    for name in BLOCKED:
+        sys.modules[name] = None  # import raises ImportError, find_spec returns None
+    import numpy as np
+    import tensorflow as tf
+
+    saved_model_dir, inputs_path, outputs_path = sys.argv[1:]
+    inputs = np.load(inputs_path)
+    loaded = tf.saved_model.load(saved_model_dir)
+    x, z = tf.constant(inputs["x"]), tf.constant(inputs["z"])
+    sig = loaded.signatures
+    out = {"signatures": np.array(sorted(sig.keys()))}
+    out["reconstruction"] = sig["serving_default"](x=x)["reconstruction"].numpy()
+    encoded = sig["encode"](x=x)
+    out["mean"], out["scale"] = encoded["mean"].numpy(), encoded["scale"].numpy()
+    out["decoded"] = sig["decode"](z=z)["x"].numpy()
+    for name, seed in (("seeded_a", 7), ("seeded_b", 7), ("fresh_a", -1), ("fresh_b", -1)):
+        s = sig["sample"](num_samples=tf.constant(16), seed=tf.constant(seed))
+        out[name + "_x"], out[name + "_z"] = s["x"].numpy(), s["z"].numpy()
+    out["log_likelihood"] = sig["log_likelihood"](x=x)["log_likelihood"].numpy()
+    loaded_keras = [m for m in sys.modules if m.split(".")[0] in BLOCKED and sys.modules[m]]
+    assert not loaded_keras, loaded_keras
+    np.savez(outputs_path, **out)
+    print("ok")
+    """
+)
+
+
+def _run(args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=240, **kwargs)
+
+
+@pytest.mark.slow
+def test_tensorflow_only_process_matches_keras(tmp_path):
+    model, (_, path) = vae(), saved_model()
+    x = digits()[1000:1012]
+    z = rng.standard_normal_numpy((12, model.latent_dim), seed=3) * 1.5
+    np.savez(tmp_path / "inputs.npz", x=x, z=z)
+    result = _run(
+        [sys.executable, "-c", NO_KERAS_SCRIPT, path, "inputs.npz", "outputs.npz"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = dict(np.load(tmp_path / "outputs.npz"))
+
+    assert sorted(out["signatures"]) == sorted(SIGNATURES)
+    mean, scale = model.encode(x)
+    seeded_z = rng.standard_normal_numpy((16, model.latent_dim), seed=7)
+    expected = {
+        "reconstruction": model.reconstruct(x),
+        "mean": mean,
+        "scale": scale,
+        "decoded": model.decode(z),
+        "seeded_a_z": seeded_z,
+        "seeded_a_x": model.decode(seeded_z),
+        "fresh_a_x": model.decode(out["fresh_a_z"]),
+        "log_likelihood": model.log_likelihood(
+            x, num_samples=export.DEFAULT_IW_SAMPLES, seed=export.saved_model.LOG_LIKELIHOOD_SEED
+        ),
+    }
+    errors = {k: float(np.max(np.abs(out[k] - np.asarray(v)))) for k, v in expected.items()}
+    print("max abs error, SavedModel in a TF-only process vs Keras:", errors)
+    assert max(errors.values()) <= 1e-5, errors
+    assert out["log_likelihood"].shape == (12,)
+    # A fixed seed repeats its draw; a negative seed draws anew.
+    np.testing.assert_array_equal(out["seeded_a_x"], out["seeded_b_x"])
+    assert np.max(np.abs(out["fresh_a_z"] - out["fresh_b_z"])) > 0.1
+
+
+@pytest.mark.slow
+def test_saved_model_cli_lists_signatures():
+    _, path = saved_model()
+    result = _run(["saved_model_cli", "show", "--all", "--dir", path])
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']" in text
+    # Named inputs with explicit dtypes and an open batch dimension.
+    assert "inputs['num_samples'] tensor_info:\n        dtype: DT_INT32\n        shape: ()" in text
+    assert "inputs['x'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 8, 8, 1)" in text
+    assert (
+        "outputs['log_likelihood'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)"
+        in text
+    )
+
+
+def test_documented_rest_requests_feed_the_signatures():
+    _, path = saved_model()
+    loaded = tf.saved_model.load(path)
+    doc = SERVING_DOC.read_text(encoding="utf-8")
+    for name in SIGNATURES:
+        request = load_request(name)
+        request_text = (SERVING_DOC.parent / "requests" / f"{name}.request.json").read_text()
+        assert request_text.strip() in doc, f"docs/serving.md lacks the {name} request body"
+        assert request["signature_name"] == name
+        response = rest_predict(loaded, request)
+        documented = load_response(name)
+        if isinstance(documented["outputs"], dict):
+            assert set(response["outputs"]) == set(documented["outputs"])
+            for key, value in documented["outputs"].items():
+                assert shape_of(response["outputs"][key]) == shape_of(value), (name, key)
+        else:
+            assert shape_of(response["outputs"]) == shape_of(documented["outputs"]), name
+
+
+def test_metadata_describes_the_export():
+    model, (_, path) = vae(), saved_model()
+    meta = export.read_metadata(path)
+    assert meta["latent_dim"] == model.latent_dim == 2
+    assert meta["data_shape"] == [8, 8, 1]
+    assert meta["likelihood"] == "bernoulli"
+    assert meta["max_samples"] == export.DEFAULT_MAX_SAMPLES
+    assert meta["signatures"] == list(SIGNATURES)
+    assert meta["version"] == 1 and meta["name"] == "vae"
+
+
+def test_sample_cap_and_bad_inputs_fail_clearly():
+    _, path = saved_model()
+    sig = tf.saved_model.load(path).signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match="between 1 and 1024"):
+        sig["sample"](num_samples=tf.constant(1025), seed=tf.constant(0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="between 1 and 1024"):
+        sig["sample"](num_samples=tf.constant(0), seed=tf.constant(0))
+    assert sig["sample"](num_samples=tf.constant(1024), seed=tf.constant(0))["x"].shape == (
+        1024,
+        8,
+        8,
+        1,
+    )
+    # 7x7 images would pass through the conv encoder unnoticed without the shape check.
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"x must have shape \(batch, 8, 8, 1\)"
+    ):
+        sig["encode"](x=tf.zeros([2, 7, 7, 1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"z must have shape \(batch, 2\)"):
+        sig["decode"](z=tf.zeros([2, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
+        sig["serving_default"](x=tf.zeros([2, 8, 8, 1], tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"needs pixels in \[0, 1\]"):
+        sig["log_likelihood"](x=tf.fill([2, 8, 8, 1], 255.0))
+
+
+def test_export_arguments_are_validated(tmp_path):
+    unbuilt = keras.Sequential([keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="not built"):
+        export.export_saved_model(unbuilt, tmp_path)
+    not_a_vae = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="keras_vae.VAE"):
+        export.export_saved_model(not_a_vae, tmp_path)
+    model = vae()
+    with pytest.raises(ValueError, match="version must be an integer"):
+        export.export_saved_model(model, tmp_path, version="2")
+    with pytest.raises(ValueError, match="name must be"):
+        export.export_saved_model(model, tmp_path, name="../vae")
+    with pytest.raises(ValueError, match="max_samples must be an integer >= 1"):
+        export.export_saved_model(model, tmp_path, max_samples=0)
+    with pytest.raises(ValueError, match="Unknown quantization 'int4'"):
+        export.export_all(model, tmp_path, quantizations=("int4",))
+    assert not any(tmp_path.iterdir()), "a rejected export wrote files"
+
+
+def test_versions_are_never_overwritten_silently(tmp_path):
+    model = vae()
+    first = copy_version(tmp_path, 1)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export.export_saved_model(model, tmp_path, version=1, iw_samples=16)
+    assert export.read_metadata(first)["iw_samples"] == export.DEFAULT_IW_SAMPLES
+    again = export.export_saved_model(model, tmp_path, version=1, iw_samples=16, overwrite=True)
+    assert again == first and export.read_metadata(first)["iw_samples"] == 16
+    assert sorted(os.listdir(tmp_path / "vae")) == ["1"]  # nothing left aside
+
+
+def _tree(path):
+    return {
+        os.path.relpath(os.path.join(d, f), path): os.path.getsize(os.path.join(d, f))
+        for d, _, files in os.walk(path)
+        for f in files
+    }
+
+
+@pytest.mark.slow
+def test_killed_export_leaves_no_partial_version(tmp_path):
+    """`keras-vae-export` (as `python -m export`) is SIGKILLed while it writes version 2."""
+    base = tmp_path / "serving"
+    v1 = copy_version(base, 1)
+    before = _tree(v1)
+    vae().save(tmp_path / "model.keras")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-m", "export", str(tmp_path / "model.keras")]
+    proc = subprocess.Popen(
+        [*command, "--out", str(base), "--version", "2"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    temps = []
+    while time.monotonic() < deadline and proc.poll() is None and not temps:
+        temps = [e for e in os.listdir(base / "vae") if e.startswith(".tmp-")]
+        time.sleep(0.005)
+    assert temps, "the export ended before its temporary folder was seen"
+    time.sleep(0.05)  # let it write part of the SavedModel
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+    entries = os.listdir(base / "vae")
+    # TF Serving only considers numeric folders: just the earlier version is visible, intact.
+    assert [e for e in entries if e.isdigit()] == ["1"], entries
+    assert _tree(v1) == before
+    sample = tf.saved_model.load(v1).signatures["sample"]
+    assert sample(num_samples=tf.constant(2), seed=tf.constant(0))["x"].shape == (2, 8, 8, 1)
+    # The next export on this host removes what the killed process left.
+    removed = export.saved_model.remove_stale_temps(base / "vae")
+    assert sorted(os.path.basename(p) for p in removed) == sorted(temps)
+    assert os.listdir(base / "vae") == ["1"]
+
+
+def test_keras_vae_version_recorded():
+    _, path = saved_model()
+    with open(os.path.join(path, "assets.extra", "keras_vae.json")) as f:
+        assert json.load(f)["keras_vae_version"] == keras_vae.__version__
