@@ -1,0 +1,222 @@
+"""Shared by the reliability tests: a tiny trained VAE, its exports, subprocess and disk helpers.
+
+Everything is built once per process and cached, so each test file pays for the model, the
+SavedModel and the TFLite conversion at most once.
+"""
+
+import contextlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+LATENT_DIM = 2
+DATA_SHAPE = (8, 8, 1)
+MAX_SAMPLES = 64
+
+_CACHE = {}
+
+
+def _cached(key, build):
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def digits():
+    """Digits as (N, 8, 8, 1) float32 in [0, 1]."""
+
+    def build():
+        from sklearn.datasets import load_digits
+
+        return (load_digits().images / 16.0).astype("float32")[..., None]
+
+    return _cached("digits", build)
+
+
+def tiny_vae():
+    """An MLP VAE (latent 2, one hidden layer of 16) fitted for one epoch on 256 digits."""
+
+    def build():
+        import keras
+
+        import keras_vae
+
+        keras.utils.set_random_seed(0)
+        model = keras_vae.build_vae(DATA_SHAPE, latent_dim=LATENT_DIM, hidden_units=(16,), seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+        model.fit(digits()[:256], epochs=1, batch_size=64, verbose=0)
+        return model
+
+    return _cached("vae", build)
+
+
+def temp_dir(prefix):
+    return tempfile.mkdtemp(prefix=f"keras_vae_rel_{prefix}_")
+
+
+def saved_model_dir():
+    """The tiny VAE exported as `BASE/vae/1` with `max_samples=MAX_SAMPLES`."""
+
+    def build():
+        import export
+
+        base = temp_dir("export")
+        return export.export_saved_model(
+            tiny_vae(), base, name="vae", version=1, max_samples=MAX_SAMPLES, iw_samples=8
+        )
+
+    return _cached("saved_model", build)
+
+
+def loaded_saved_model():
+    """The export loaded with plain TensorFlow, as TF Serving would load it."""
+
+    def build():
+        import tensorflow as tf
+
+        return tf.saved_model.load(saved_model_dir())
+
+    return _cached("loaded", build)
+
+
+def tflite_path():
+    """The float32 `.tflite` (decode and sample) converted from the SavedModel."""
+
+    def build():
+        import export
+
+        out = os.path.join(temp_dir("tflite"), "vae.tflite")
+        return export.export_tflite(saved_model_dir(), out, quantize="float32")
+
+    return _cached("tflite", build)
+
+
+# ------------------------------------------------------------------------------------------------
+# Subprocesses.
+
+
+def python_env():
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def run_python(args, timeout=240, **kwargs):
+    """Runs `python ARGS` in the repository root; returns the CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def start_python(args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def wait_for(predicate, timeout, process=None, interval=0.01):
+    """Polls `predicate()` until true; False on timeout or when `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if process is not None and process.poll() is not None:
+            return bool(predicate())
+        time.sleep(interval)
+    return False
+
+
+# ------------------------------------------------------------------------------------------------
+# Storage.
+
+
+def _can_mount():
+    probe = tempfile.mkdtemp(prefix="keras_vae_rel_probe_")
+    try:
+        ok = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe],
+                capture_output=True,
+                timeout=10,
+            ).returncode
+            == 0
+        )
+        if ok:
+            subprocess.run(["umount", "-l", probe], capture_output=True, timeout=10)
+        return ok
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+def can_mount():
+    """Whether this process may mount a tmpfs (root in a sandbox that allows it)."""
+    return _cached("can_mount", _can_mount)
+
+
+@contextlib.contextmanager
+def small_tmpfs(size):
+    """A freshly mounted tmpfs of `size` (e.g. "8m"): a real disk that can fill up."""
+    mount_point = tempfile.mkdtemp(prefix="keras_vae_rel_tmpfs_")
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mount_point],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+    try:
+        yield pathlib.Path(mount_point)
+    finally:
+        # Lazy: a writer (e.g. TensorBoard's) may still hold a file open.
+        subprocess.run(["umount", "-l", mount_point], capture_output=True, timeout=10)
+        shutil.rmtree(mount_point, ignore_errors=True)
+
+
+def fill_disk(folder):
+    """Writes a filler file into `folder` until its file system is full; returns its path."""
+    path = os.path.join(folder, "filler.bin")
+    block = b"\0" * 65536
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(block)
+        except OSError:
+            pass
+        # Top up the last partial block, byte run by byte run.
+        for size in (4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                continue
+    return path
+
+
+def tree_snapshot(folder):
+    """{relative path: bytes} of every file under `folder` (small folders only)."""
+    folder = pathlib.Path(folder)
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
