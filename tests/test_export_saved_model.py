@@ -70,8 +70,24 @@ def _run(args, **kwargs):
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=240, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def saved_model_cli_show():
+    """`saved_model_cli show --all` on the export, started early: it runs while the TF-only
+    process of the next test does."""
+    _, path = saved_model()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["saved_model_cli", "show", "--all", "--dir", path]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.slow
-def test_tensorflow_only_process_matches_keras(tmp_path):
+def test_tensorflow_only_process_matches_keras(tmp_path, saved_model_cli_show):
     model, (_, path) = vae(), saved_model()
     x = digits()[1000:1012]
     z = rng.standard_normal_numpy((12, model.latent_dim), seed=3) * 1.5
@@ -108,11 +124,9 @@ def test_tensorflow_only_process_matches_keras(tmp_path):
 
 
 @pytest.mark.slow
-def test_saved_model_cli_lists_signatures():
-    _, path = saved_model()
-    result = _run(["saved_model_cli", "show", "--all", "--dir", path])
-    assert result.returncode == 0, result.stderr[-2000:]
-    text = result.stdout
+def test_saved_model_cli_lists_signatures(saved_model_cli_show):
+    text, err = saved_model_cli_show.communicate(timeout=240)
+    assert saved_model_cli_show.returncode == 0, err[-2000:]
     for name in SIGNATURES:
         assert f"signature_def['{name}']" in text
     # Named inputs with explicit dtypes and an open batch dimension.

@@ -1,0 +1,82 @@
+"""`keras-vae-export`: a run folder or a .keras file in, SavedModel and TFLite files out."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from export_helpers import REPO, digits, vae
+
+from export import cli
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A training run folder as keras-vae-train leaves it: model.keras and config.json."""
+    path = tmp_path_factory.mktemp("run")
+    vae().save(path / "model.keras")
+    (path / "config.json").write_text(json.dumps({"data": "digits", "latent_dim": 2}))
+    return path
+
+
+@pytest.mark.slow
+def test_exports_a_run_dir(run_dir, tmp_path, capsys):
+    out = tmp_path / "export"
+    np.save(tmp_path / "x.npy", digits()[:64])
+    argv = [str(run_dir), "--out", str(out), "--version", "3", "--quantize", "int8"]
+    assert cli.main([*argv, "--representative-data", str(tmp_path / "x.npy")]) == 0
+    printed = capsys.readouterr().out
+    saved = out / "vae" / "3"
+    assert f"saved_model: {saved}" in printed
+    sig = tf.saved_model.load(str(saved)).signatures
+    z = np.array([[0.0, 0.0], [1.0, -1.0]], np.float32)
+    np.testing.assert_allclose(
+        sig["decode"](z=tf.constant(z))["x"].numpy(), np.asarray(vae().decode(z)), atol=1e-5
+    )
+    assert sorted(os.listdir(out / "tflite")) == ["vae-v3-int8.json", "vae-v3-int8.tflite"]
+    path = out / "tflite" / "vae-v3-int8.tflite"
+    decode = Interpreter(model_path=str(path)).get_signature_runner("decode")
+    assert decode(z=z)["x"].shape == (2, 8, 8, 1)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["version"] == 3 and meta["quantization"] == "int8"
+    assert meta["calibration"] == "prior and representative_data"
+
+    # The same command again must not replace version 3.
+    mtime = os.path.getmtime(saved / "saved_model.pb")
+    assert cli.main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert os.path.getmtime(saved / "saved_model.pb") == mtime
+
+
+def test_bad_arguments_fail_clearly(tmp_path, capsys):
+    assert cli.main([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "without model.keras" in capsys.readouterr().err
+    assert cli.main([str(tmp_path / "missing.keras"), "--out", str(tmp_path / "o")]) == 2
+    assert "No such model file" in capsys.readouterr().err
+    (tmp_path / "weights.h5").write_bytes(b"")
+    assert cli.main([str(tmp_path / "weights.h5"), "--out", str(tmp_path / "o")]) == 2
+    assert "Expected a .keras file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(tmp_path), "--out", "o", "--quantize", "int4"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_shows_an_example():
+    result = subprocess.run(
+        [sys.executable, "-m", "export", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "example:" in result.stdout and "--quantize" in result.stdout
+    # --help answers at once: the command line is parsed before TensorFlow is imported.
+    check = "import sys, export.cli; assert 'tensorflow' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", check], cwd=REPO, timeout=60).returncode == 0
