@@ -239,7 +239,12 @@ class VAE(keras.Model):
         self.loss_tracker.update_state(objectives.negative_elbo(reconstruction, kl, self.beta))
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return {m.name: m.result() for m in self.metrics}
+        results = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces fit's logs with reduce(MEAN, axis=0) across workers, which fails on
+            # scalars ("Invalid reduction dimension 0", keras-team/keras#20585): give it [1].
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
