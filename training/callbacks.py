@@ -74,6 +74,11 @@ def restore(model, backup_dir):
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(os.path.join(backup_dir, state["weights"]))
+    if "seed_state" in state:
+        # The model's noise stream is not among its weights; restoring it makes a resumed run
+        # draw the same posterior samples an uninterrupted one would.
+        generator = model.seed_generator.state
+        generator.assign(np.asarray(state["seed_state"], dtype=generator.dtype))
     return int(state["epoch"])
 
 
@@ -130,7 +135,13 @@ class RunState(keras.callbacks.Callback):
         )
         atomic_write_text(
             os.path.join(self.backup_dir, BACKUP_STATE),
-            json.dumps({"epoch": epoch + 1, "weights": weights_name}),
+            json.dumps(
+                {
+                    "epoch": epoch + 1,
+                    "weights": weights_name,
+                    "seed_state": np.asarray(self.model.seed_generator.state).tolist(),
+                }
+            ),
         )
         save_model(self.model, self.model_path)
         self.last_good_epoch = epoch

@@ -98,8 +98,11 @@ def train(config, run_dir):
     import keras_vae
     from training import callbacks as callbacks_lib
     from training import plots
-    from training.data import binarize_once, load_dataset, make_dataset
+    from training.data import binarize_once, load_dataset, make_dataset, steps_per_epoch
 
+    # Before any dataset or variable exists: tf.data's shuffle seeds combine with this global
+    # seed, so two runs in one process (or a resumed run) shuffle alike.
+    keras.utils.set_random_seed(config.seed)
     dataset = load_dataset(
         config.data, test_split=config.test_split, seed=config.seed, limit=config.limit
     )
@@ -131,10 +134,6 @@ def train(config, run_dir):
     # With several replicas every step must split evenly, or the replicas' mean losses would not
     # add up to the global batch's: the last partial batch is dropped (a new one each epoch).
     drop = replicas > 1
-    train_ds = make_dataset(
-        x_train, config.batch_size, shuffle=True, seed=config.seed, binarize=config.binarize,
-        drop_remainder=drop,
-    )  # fmt: skip
     val_ds = None
     if not drop or len(x_eval) >= config.batch_size:
         val_ds = make_dataset(x_eval, config.batch_size, drop_remainder=drop)
@@ -145,7 +144,7 @@ def train(config, run_dir):
         )
 
     with strategy.scope():
-        keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(config.seed)  # the same initial weights on every run
         model = keras_vae.build_vae(
             tuple(info["shape"]),
             latent_dim=config.latent_dim,
@@ -157,6 +156,10 @@ def train(config, run_dir):
         )
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         initial_epoch = callbacks_lib.restore(model, backup_dir)
+    train_ds = make_dataset(
+        x_train, config.batch_size, shuffle=True, seed=config.seed, binarize=config.binarize,
+        drop_remainder=drop, first_epoch=initial_epoch,
+    )  # fmt: skip
 
     untrained = None
     if is_chief:
@@ -190,6 +193,7 @@ def train(config, run_dir):
             validation_data=val_ds,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch(len(x_train), config.batch_size, drop),
             callbacks=cbs,
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=config.verbose,
