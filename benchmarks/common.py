@@ -1,0 +1,249 @@
+"""What every benchmark shares: data, timing statistics, FLOP counts, the machine, result files."""
+
+import datetime
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+
+
+def load_digits(seed=0, num_test=297):
+    """scikit-learn's 8x8 digits as `(8, 8, 1)` float32 images in [0, 1]: `(x_train, x_test)`.
+
+    The split is a fixed permutation (`seed`), so every benchmark sees the same held-out set.
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    images = sk_load_digits().images.astype("float32") / 16.0
+    order = np.random.default_rng(seed).permutation(len(images))
+    images = images[order][..., None]
+    return images[num_test:], images[:num_test]
+
+
+def resize_images(x, size):
+    """Bilinear resize of `[N, H, W, C]` images to `size x size`, clipped to [0, 1]."""
+    out = tf.image.resize(x, (size, size), method="bilinear").numpy()
+    return np.clip(out, 0.0, 1.0).astype("float32")
+
+
+def load_digits28(seed=0):
+    """The digits upsampled to MNIST's 28x28: a realistic-size image set for the conv models."""
+    x_train, x_test = load_digits(seed)
+    return resize_images(x_train, 28), resize_images(x_test, 28)
+
+
+def load_mnist(path):
+    """A local MNIST copy in the Keras `mnist.npz` layout: `(x_train, x_test)` `[N, 28, 28, 1]`."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--mnist expects the path of an mnist.npz file; {path!r} does not exist.")
+    with np.load(path) as data:
+        missing = {"x_train", "x_test"} - set(data.files)
+        if missing:
+            raise ValueError(
+                f"{path} has arrays {sorted(data.files)}; expected x_train and x_test "
+                "(the keras.datasets.mnist layout)."
+            )
+        x_train, x_test = data["x_train"], data["x_test"]
+    scale = 255.0 if x_train.max() > 1.0 else 1.0
+    return (
+        (x_train.astype("float32") / scale).reshape(-1, 28, 28, 1),
+        (x_test.astype("float32") / scale).reshape(-1, 28, 28, 1),
+    )
+
+
+def tile_to(x, n):
+    """Repeats the examples of `x` until there are exactly `n` (for long steady-state epochs)."""
+    reps = math.ceil(n / len(x))
+    return np.concatenate([x] * reps, axis=0)[:n]
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics
+
+
+def summarize(values):
+    """Median, p50, p99, min and max of a list of measurements (seconds or rates)."""
+    v = np.asarray(values, dtype="float64")
+    return {
+        "median": float(np.median(v)),
+        "p50": float(np.percentile(v, 50)),
+        "p99": float(np.percentile(v, 99)),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
+
+
+def time_calls(fn, repeats, warmup=3, budget_s=None, min_repeats=20):
+    """Calls `fn()` `warmup` times, then `repeats` times; returns the timed durations (seconds).
+
+    With `budget_s`, fewer repeats (at least `min_repeats`) are made when `repeats` calls would
+    take longer than the budget, judged from the last warm-up call.
+    """
+    last = 0.0
+    for _ in range(warmup):
+        start = time.perf_counter()
+        fn()
+        last = time.perf_counter() - start
+    if budget_s is not None and last > 0:
+        repeats = max(min(repeats, min_repeats), min(repeats, int(budget_s / last)))
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+# ------------------------------------------------------------------------------------------
+# FLOPs
+
+
+def _layer_forward_flops(layer):
+    """Multiply-adds x 2 of one layer for one example; 0 for layers without a kernel."""
+    if isinstance(layer, keras.layers.Dense):
+        fan_in, units = layer.kernel.shape
+        return 2 * int(fan_in) * int(units)
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        # Each input pixel is scattered to k*k outputs: Hin*Win*k*k*Cin*Cout multiply-adds.
+        # (Counting over the output pixels would overstate a stride-2 layer four times.)
+        kh, kw, c_out, c_in = layer.kernel.shape
+        _, h_in, w_in, _ = layer.input.shape
+        return 2 * int(h_in) * int(w_in) * int(kh) * int(kw) * int(c_in) * int(c_out)
+    if isinstance(layer, keras.layers.Conv2D):
+        kh, kw, c_in, c_out = layer.kernel.shape
+        _, h_out, w_out, _ = layer.output.shape
+        return 2 * int(h_out) * int(w_out) * int(kh) * int(kw) * int(c_in) * int(c_out)
+    return 0
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def forward_flops(*models):
+    """Forward FLOPs per example of functional Keras models, counted from their layers.
+
+    Dense: 2 * in * out. Conv2D: 2 * Hout * Wout * k * k * Cin * Cout. Conv2DTranspose:
+    2 * Hin * Win * k * k * Cin * Cout. Biases, activations and the loss are left out (they are
+    a few percent at most for these networks).
+
+    Example:
+    >>> forward_flops(vae.encoder, vae.decoder)
+    """
+    return sum(_layer_forward_flops(layer) for m in models for layer in _leaf_layers(m))
+
+
+def training_flops(*models):
+    """FLOPs of one training step per example: forward + backward ~= 3 x forward."""
+    return 3 * forward_flops(*models)
+
+
+def matmul_flops_per_second(n=2048, repeats=7, chain=4):
+    """Measured float32 dense-matmul FLOP/s: the median of `repeats` runs of `chain` n x n matmuls."""
+    a = tf.random.normal((n, n), seed=1)
+    b = tf.random.normal((n, n), seed=2) / math.sqrt(n)
+
+    @tf.function
+    def run(a):
+        for _ in range(chain):
+            a = tf.matmul(a, b)
+        return tf.reduce_sum(a)
+
+    durations = time_calls(lambda: run(a).numpy(), repeats, warmup=2)
+    flops = 2.0 * n**3 * chain
+    stats = summarize([flops / d for d in durations])
+    stats["n"] = n
+    return stats
+
+
+# ------------------------------------------------------------------------------------------
+# Machine and result files
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info():
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpus": [g.name for g in gpus],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def machine_line(info):
+    gpu = f", GPUs: {', '.join(info['gpus'])}" if info["gpus"] else ", no GPU"
+    return (
+        f"{info['date_utc']} on {info['cpu']} ({info['cpu_count']} cores{gpu}), "
+        f"{info['platform']}, Python {info['python']}, TF {info['tensorflow']}, "
+        f"Keras {info['keras']}"
+    )
+
+
+def write_atomic(path, data, mode="w"):
+    """Writes `data` (str or bytes) to `path` through a temp file and `os.replace`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, obj):
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def markdown_table(headers, rows):
+    """A GitHub markdown table from a header list and rows of already formatted cells."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(value, digits=3):
+    """Formats a number with `digits` significant figures; '-' for None."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{value:,.{decimals}f}"

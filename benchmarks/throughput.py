@@ -1,0 +1,315 @@
+"""Training throughput of keras-vae against the reference recipe, hardware efficiency, and the
+search for fast training defaults.
+
+Every figure is examples per second of steady-state training (one `fit` epoch after a warm-up
+epoch that traces and compiles), the median over repeats. Runs that are compared are interleaved
+(A, B, A, B, ...) so that drift in the machine's speed hits both alike, and ratios are the
+medians of the per-repeat ratios.
+
+Run on its own: `python -m benchmarks.throughput [--quick]`.
+"""
+
+import argparse
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_vae
+from benchmarks import common, reference
+
+# The two workloads: the MLP on the 8x8 digits and the official example's conv stack on 28x28.
+CASES = {
+    "mlp": {"data": "digits", "latent_dim": 4},
+    "conv": {"data": "digits28", "latent_dim": 2},
+}
+
+# The official example's settings: numpy arrays into fit, batch 128, Adam, no XLA, one step per
+# call. Every candidate default is measured against it.
+BASELINE = {"batch_size": 128, "steps_per_execution": 1, "jit_compile": False, "pipeline": "numpy"}
+
+CANDIDATES = {
+    "steps_per_execution": [8, 32],
+    "jit_compile": [True],
+    "batch_size": [64, 256],
+    "pipeline": ["tf.data"],
+}
+
+
+def config_label(config):
+    return (
+        f"batch {config['batch_size']}, spe {config['steps_per_execution']}, "
+        f"jit {'on' if config['jit_compile'] else 'off'}, {config['pipeline']}"
+    )
+
+
+def load_case_data(arch, quick):
+    """Training examples for `arch`, tiled so one epoch lasts long enough to time."""
+    loader = common.load_digits if CASES[arch]["data"] == "digits" else common.load_digits28
+    x_train, _ = loader()
+    n = {"mlp": (4096, 16384), "conv": (512, 1024)}[arch][0 if quick else 1]
+    return common.tile_to(x_train, n)
+
+
+def build_model(kind, arch, input_shape, config, seed=0):
+    """A compiled keras-vae ("keras-vae") or reference ("reference") model under `config`."""
+    latent_dim = CASES[arch]["latent_dim"]
+    keras.utils.set_random_seed(seed)
+    if kind == "keras-vae":
+        model = keras_vae.build_vae(input_shape, latent_dim=latent_dim, arch=arch, seed=seed)
+    elif kind == "reference":
+        model = reference.build_reference(input_shape, latent_dim, arch=arch, seed=seed)
+    else:
+        raise ValueError(f"Unknown model kind {kind!r}; expected 'keras-vae' or 'reference'.")
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        steps_per_execution=config["steps_per_execution"],
+        jit_compile=config["jit_compile"],
+    )
+    return model
+
+
+def fit_inputs(x, config, seed=0):
+    """`fit` keyword arguments feeding `x` as numpy arrays or as a cached, prefetched tf.data."""
+    if config["pipeline"] == "numpy":
+        return {"x": x, "batch_size": config["batch_size"], "shuffle": True}
+    ds = (
+        tf.data.Dataset.from_tensor_slices(x)
+        .cache()
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(config["batch_size"])
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return {"x": ds, "shuffle": False}
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.cpu_start
+        logs = logs or {}
+        self.loss = float(logs.get("loss", logs.get("total_loss", float("nan"))))
+
+
+def timed_epoch(model, inputs):
+    """Trains one epoch; returns (wall seconds, CPU seconds of this process, the mean loss)."""
+    timer = _EpochTimer()
+    model.fit(**inputs, epochs=1, verbose=0, callbacks=[timer])
+    return timer.seconds, timer.cpu_seconds, timer.loss
+
+
+def measure_interleaved(entries, num_examples, repeats):
+    """Examples/s of each entry, measured round-robin after one warm-up epoch each.
+
+    Args:
+        entries: list of `(name, model, fit_kwargs)`.
+        num_examples: int. Examples in one epoch.
+        repeats: int. Timed epochs per entry.
+
+    Returns:
+        dict name -> {"rates": [...] (wall-clock examples/s), "median", "cpu_rates": [...]
+        (examples per CPU-second of this process, less sensitive to other processes),
+        "cpu_median", "loss"}.
+    """
+    for _, model, inputs in entries:
+        timed_epoch(model, inputs)
+    rates = {name: [] for name, _, _ in entries}
+    cpu_rates = {name: [] for name, _, _ in entries}
+    losses = {}
+    for r in range(repeats):
+        # Alternate the order too (A, B, then B, A) so neither always runs first.
+        order = entries if r % 2 == 0 else entries[::-1]
+        for name, model, inputs in order:
+            seconds, cpu_seconds, loss = timed_epoch(model, inputs)
+            rates[name].append(num_examples / seconds)
+            cpu_rates[name].append(num_examples / cpu_seconds)
+            losses[name] = loss
+    return {
+        name: {
+            "rates": rates[name],
+            "median": float(np.median(rates[name])),
+            "cpu_rates": cpu_rates[name],
+            "cpu_median": float(np.median(cpu_rates[name])),
+            "loss": losses[name],
+        }
+        for name in rates
+    }
+
+
+def paired_ratio(a, b, key="rates"):
+    """Median over repeats of rate_a / rate_b (each pair measured back to back)."""
+    return float(np.median(np.asarray(a[key]) / np.asarray(b[key])))
+
+
+def compare(arch, x, config_a, config_b, repeats, label_a="keras-vae", label_b="reference"):
+    """keras-vae under `config_a` against the reference under `config_b`, interleaved."""
+    shape = x.shape[1:]
+    a = build_model("keras-vae", arch, shape, config_a)
+    b = build_model("reference", arch, shape, config_b)
+    res = measure_interleaved(
+        [(label_a, a, fit_inputs(x, config_a)), (label_b, b, fit_inputs(x, config_b))],
+        len(x),
+        repeats,
+    )
+    flops = common.training_flops(a.encoder, a.decoder)
+    return {
+        "arch": arch,
+        "config_keras_vae": config_a,
+        "config_reference": config_b,
+        "keras_vae": res[label_a],
+        "reference": res[label_b],
+        "ratio": paired_ratio(res[label_a], res[label_b]),
+        "cpu_ratio": paired_ratio(res[label_a], res[label_b], "cpu_rates"),
+        "train_flops_per_example": flops,
+    }
+
+
+def sweep(arch, x, repeats):
+    """One factor at a time away from BASELINE, all configs of one arch interleaved."""
+    configs = [("baseline", dict(BASELINE))]
+    for factor, values in CANDIDATES.items():
+        for value in values:
+            configs.append((f"{factor}={value}", {**BASELINE, factor: value}))
+    entries = [
+        (name, build_model("keras-vae", arch, x.shape[1:], cfg), fit_inputs(x, cfg))
+        for name, cfg in configs
+    ]
+    res = measure_interleaved(entries, len(x), repeats)
+    base = res["baseline"]
+    return [
+        {
+            "arch": arch,
+            "variant": name,
+            "config": cfg,
+            "examples_per_s": res[name]["median"],
+            "speedup_vs_baseline": paired_ratio(res[name], base),
+        }
+        for name, cfg in configs
+    ]
+
+
+def best_config(sweep_rows, min_gain=1.03):
+    """Combines each factor's fastest value (kept only if >= `min_gain` x the baseline)."""
+    config = dict(BASELINE)
+    for factor in CANDIDATES:
+        rows = [r for r in sweep_rows if r["variant"].startswith(factor + "=")]
+        best = max(rows, key=lambda r: r["speedup_vs_baseline"])
+        if best["speedup_vs_baseline"] >= min_gain:
+            config[factor] = best["config"][factor]
+    return config
+
+
+def run(quick=False, archs=("mlp", "conv"), recommended=None):
+    """Runs the throughput benchmarks.
+
+    Args:
+        quick: bool. Smaller epochs and fewer repeats (a smoke run).
+        archs: which workloads.
+        recommended: dict arch -> config, or None to combine the sweep's winners.
+
+    Returns:
+        dict with `matmul`, `comparisons`, `sweep`, `recommended`.
+    """
+    repeats = 2 if quick else 5
+    sweep_repeats = 2 if quick else 3
+    print("throughput: measuring matmul FLOP/s", flush=True)
+    matmul = common.matmul_flops_per_second(n=1024 if quick else 2048, repeats=3 if quick else 7)
+    out = {"matmul": matmul, "comparisons": [], "sweep": [], "recommended": {}}
+    for arch in archs:
+        x = load_case_data(arch, quick)
+        print(
+            f"throughput: {arch}: keras-vae vs reference, both as the example writes it", flush=True
+        )
+        same = compare(arch, x, BASELINE, BASELINE, repeats)
+        same["setting"] = "both: example settings"
+        out["comparisons"].append(same)
+
+        print(f"throughput: {arch}: sweeping candidate defaults", flush=True)
+        rows = sweep(arch, x, sweep_repeats)
+        out["sweep"].extend(rows)
+        config = (recommended or {}).get(arch) or best_config(rows)
+        out["recommended"][arch] = config
+
+        print(f"throughput: {arch}: recommended settings, {config_label(config)}", flush=True)
+        tuned = compare(arch, x, config, config, repeats)
+        tuned["setting"] = "both: recommended settings"
+        out["comparisons"].append(tuned)
+        tuned_vs_example = compare(arch, x, config, BASELINE, repeats)
+        tuned_vs_example["setting"] = "keras-vae recommended vs example as written"
+        out["comparisons"].append(tuned_vs_example)
+    for row in out["comparisons"]:
+        flops = row["train_flops_per_example"]
+        for key in ("keras_vae", "reference"):
+            row[key]["flops_per_s"] = row[key]["median"] * flops
+            row[key]["share_of_matmul"] = row[key]["flops_per_s"] / matmul["median"]
+    return out
+
+
+def markdown(result):
+    mm = result["matmul"]
+    lines = [
+        f"Dense matmul ({mm['n']}x{mm['n']} float32): {mm['median'] / 1e9:.1f} GFLOP/s (median).",
+        "",
+        common.markdown_table(
+            [
+                "model",
+                "setting",
+                "keras-vae ex/s",
+                "reference ex/s",
+                "ratio",
+                "train MFLOP/ex",
+                "keras-vae GFLOP/s",
+                "share of matmul",
+            ],
+            [
+                [
+                    r["arch"],
+                    r["setting"],
+                    common.fmt(r["keras_vae"]["median"]),
+                    common.fmt(r["reference"]["median"]),
+                    f"{r['ratio']:.2f}",
+                    common.fmt(r["train_flops_per_example"] / 1e6),
+                    common.fmt(r["keras_vae"]["flops_per_s"] / 1e9),
+                    f"{100 * r['keras_vae']['share_of_matmul']:.0f}%",
+                ]
+                for r in result["comparisons"]
+            ],
+        ),
+        "",
+        "Candidate defaults (keras-vae, one factor changed from batch 128, spe 1, jit off, numpy):",
+        "",
+        common.markdown_table(
+            ["model", "variant", "ex/s", "speed-up"],
+            [
+                [
+                    r["arch"],
+                    r["variant"],
+                    common.fmt(r["examples_per_s"]),
+                    f"{r['speedup_vs_baseline']:.2f}x",
+                ]
+                for r in result["sweep"]
+            ],
+        ),
+        "",
+    ]
+    for arch, cfg in result["recommended"].items():
+        lines.append(f"Recommended for {arch}: {config_label(cfg)}.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--arch", choices=sorted(CASES), action="append")
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick, archs=tuple(args.arch or CASES))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
