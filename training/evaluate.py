@@ -50,7 +50,7 @@ def evaluate(model, x, iwae_samples=1000, seed=0, batch_size=256):
 
     dims = int(np.prod(model.data_shape))
 
-    @tf.function(reduce_retracing=True)
+    # Eager on purpose: a held-out set is a few batches, and tracing would cost more than it saves.
     def elbo_terms(batch, step_seed):
         posterior = model.posterior(batch)
         eps = tf.random.stateless_normal(
@@ -144,7 +144,8 @@ def main(argv=None):
     from training.data import DataError, binarize_once, load_dataset
 
     try:
-        dataset = load_dataset(data, test_split=test_split, seed=seed, limit=args.limit)
+        limit = args.limit if args.limit is not None else run_config.get("limit")
+        dataset = load_dataset(data, test_split=test_split, seed=seed, limit=limit)
     except DataError as e:
         print(f"keras-vae-evaluate: error: {e}", file=sys.stderr)
         return 2

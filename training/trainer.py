@@ -256,7 +256,7 @@ def train(config, run_dir):
     files["metrics.json"] = metrics_path
 
     if config.export:
-        files["export/"] = _export(model, os.path.join(out_dir, "export"), x_train)
+        files.update(_export(model, os.path.join(out_dir, "export"), x_train))
     result.update(metrics=metrics, untrained=untrained, epochs_run=len(history))
     if config.verbose:
         print(summary(result, np.prod(info["shape"])), flush=True)
@@ -271,13 +271,17 @@ def _export(model, out_dir, x_train):
             f"Export is on but the export package cannot be imported ({e}); pass --no-export."
         ) from e
     try:
-        export_all(model, out_dir, name="vae", version=1, representative_data=x_train[:256])
+        # overwrite: rerunning a finished run's command re-exports the same model.
+        paths = export_all(
+            model, out_dir, name="vae", version=1, representative_data=x_train[:256],
+            overwrite=True,
+        )  # fmt: skip
     except Exception as e:
         raise RuntimeError(
             f"Export to {out_dir!r} failed ({type(e).__name__}: {e}); the model, pictures and "
             "metrics are in place. Fix the cause and run keras-vae-export, or pass --no-export."
         ) from e
-    return out_dir
+    return {f"export/{kind}": path for kind, path in paths.items()}
 
 
 def summary(result, dims=None):
