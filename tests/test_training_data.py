@@ -131,6 +131,7 @@ def test_tables_npy_and_csv_are_min_max_scaled(tmp_path):
         (lambda p: np.savez(p, x=np.zeros((0, 4, 4))), "empty"),
         (lambda p: np.savez(p, x=np.full((5, 4, 4), np.nan)), "NaN or inf"),
         (lambda p: np.savez(p, x=np.full((5, 4, 4), 300.0)), "expected [0, 1] or 0..255"),
+        (lambda p: np.savez(p, x=np.full((5, 4, 4), 1000, "int32")), "up to 1000; expected 0..255"),
     ],
 )
 def test_bad_npz_fails_clearly(tmp_path, make, message):

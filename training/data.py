@@ -13,7 +13,6 @@ import gzip
 import os
 import struct
 import typing
-import zipfile
 import zlib
 
 import numpy as np
@@ -159,7 +158,9 @@ def _load_npz(path):
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
             arrays = {k: archive[k] for k in keys}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - zipfile and numpy raise many types on bad bytes
+        # (BadZipFile, EOFError, zlib.error, NotImplementedError for an unknown compression,
+        # RuntimeError for an "encrypted" flag, ...): all mean the same to the user.
         raise DataError(
             f"Could not read {path!r} as .npz ({type(e).__name__}: {e}); the file is truncated, "
             "corrupt or not a NumPy archive. Write it with np.savez(path, x_train=..., "
@@ -186,7 +187,7 @@ def _load_npz(path):
 def _load_npy(path):
     try:
         x = np.load(path, allow_pickle=False)
-    except (EOFError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - see _load_npz
         raise DataError(
             f"Could not read {path!r} as .npy ({type(e).__name__}: {e}); the file is truncated "
             "or corrupt. Write it with np.save(path, array)."
@@ -302,7 +303,7 @@ def _find_idx_pair(folder):
 
 
 def _load_image_folder(folder):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     files = []
     for root, dirs, names in os.walk(folder):
@@ -323,7 +324,7 @@ def _load_image_folder(folder):
                 image.load()
                 mode = "L" if image.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
                 array = np.asarray(image.convert(mode))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types on bad bytes
             raise DataError(
                 f"Could not decode image {path!r} ({type(e).__name__}: {e}); the file is "
                 "truncated or corrupt. Remove or replace it."
@@ -385,8 +386,12 @@ def _scale_pixels(x_all, where):
     if x_all.dtype.kind in "ui":
         if lo < 0:
             raise DataError(f"{where}: integer pixels must be >= 0; received a minimum of {lo}.")
-        divisor = 255.0 if hi <= 255 else float(np.iinfo(x_all.dtype).max)
-        return divisor, f"divided by {divisor:g}"
+        if hi > 255:
+            raise DataError(
+                f"{where}: integer pixels range up to {hi:g}; expected 0..255. Scale them to "
+                "floats in [0, 1] first (e.g. x / 1023 for 10-bit or x / 65535 for 16-bit data)."
+            )
+        return 255.0, "divided by 255"
     if x_all.dtype.kind == "b":
         return 1.0, "none (boolean)"
     if lo >= 0 and hi <= 1:
