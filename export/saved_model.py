@@ -22,6 +22,7 @@ Serving (which loads the highest numbered folder) never sees a half-written vers
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -107,23 +108,36 @@ def _checked(tensor, name, spec):
 
     A loaded signature does not check shapes, and TF Serving feeds whatever a request holds: an
     image of the wrong size could otherwise pass through a convolutional encoder unnoticed.
+    Everything here is computed from the fed tensor at run time: `tf.rank`, or the length of
+    `tf.shape`, would be folded to the signature's static rank, and Grappler may delete the
+    final reshape as redundant for the same reason, so the data reaches the model through an
+    identity that waits for the check.
     """
     want = [int(d) for d in spec.shape[1:]]
     got = tf.shape(tensor)
     # Padded so that a tensor of another rank compares without a broadcasting error of its own.
     padded = tf.concat([got[1:], tf.fill([len(want)], -1)], 0)[: len(want)]
-    ok = tf.logical_and(
-        tf.equal(tf.rank(tensor), len(want) + 1),
-        tf.reduce_all(tf.equal(padded, tf.constant(want, tf.int32))),
+    batch = tf.reduce_prod(got[:1])  # 1 for a scalar, whose got[0] would not exist
+    # The rank counted from the shape's values (all >= 0), which no optimizer can know.
+    rank = tf.reduce_sum(tf.cast(tf.greater_equal(got, 0), tf.int32))
+    ok = tf.reduce_all(
+        tf.stack(
+            [
+                tf.equal(rank, len(want) + 1),
+                tf.reduce_all(tf.equal(padded, tf.constant(want, tf.int32))),
+                tf.equal(tf.size(tensor, out_type=tf.int32), batch * math.prod(want)),
+            ]
+        )
     )
     dims = ", ".join(map(str, want))
     check = tf.debugging.Assert(
         ok, [f"{name} must have shape (batch, {dims}) and dtype float32; received shape", got]
     )
     with tf.control_dependencies([check]):
-        # The converter drops assertions; this reshape keeps TFLite from silently reading a
-        # [B, 3] tensor as [3B/2, 2] (its fully connected kernel flattens its input).
-        return tf.reshape(tensor, tf.concat([tf.shape(tensor)[:1], want], 0))
+        checked = tf.identity(tensor)
+    # The converter drops assertions; this reshape keeps TFLite from silently reading a [B, 3]
+    # tensor as [3B/2, 2] (its fully connected kernel flattens its input).
+    return tf.reshape(checked, tf.concat([got[:1], want], 0))
 
 
 def build_archive(model, max_samples=DEFAULT_MAX_SAMPLES, iw_samples=DEFAULT_IW_SAMPLES):
@@ -169,7 +183,10 @@ def build_archive(model, max_samples=DEFAULT_MAX_SAMPLES, iw_samples=DEFAULT_IW_
             ),
         ]
         with tf.control_dependencies(checks):
-            shape = tf.stack([num_samples, latent_dim])
+            # The TFLite converter drops assertions and LiteRT has none: there the clamp is what
+            # keeps a request bounded (the asserts above have already refused it in TF).
+            count = tf.clip_by_value(num_samples, 1, max_samples)
+            shape = tf.stack([count, latent_dim])
         repeatable = rng.standard_normal(shape, seed)
         fresh = tf.random.normal(shape)
         z = tf.where(seed >= 0, repeatable, fresh)
