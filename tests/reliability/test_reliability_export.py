@@ -167,3 +167,23 @@ def test_full_disk_tflite_export_keeps_the_earlier_file(tmp_path):
             export.export_tflite(helpers.saved_model_dir(), target, quantize="float32")
         assert target.read_bytes() == before
         assert sorted(os.listdir(disk / "tflite")) == ["vae.tflite"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=OSError,
+    reason="BUG export/cli.py main: OSError (and TF's ResourceExhaustedError on a full disk) "
+    "escape as a traceback instead of a one-line 'keras-vae-export: error:' and exit status",
+)
+def test_export_cli_reports_an_unwritable_output_folder_on_one_line(tmp_path, capsys):
+    from export import cli
+
+    model_path = tmp_path / "model.keras"
+    helpers.tiny_vae().save(model_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = cli.main([str(model_path), "--out", str(blocker / "serving")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith("keras-vae-export: error:") and len(err.strip().splitlines()) == 1
+    assert str(blocker) in err
