@@ -181,13 +181,17 @@ def test_sample_cap_and_bad_inputs_fail_clearly():
         8,
         1,
     )
-    # 7x7 images would pass through the conv encoder unnoticed without the shape check.
-    with pytest.raises(
-        tf.errors.InvalidArgumentError, match=r"x must have shape \(batch, 8, 8, 1\)"
-    ):
-        sig["encode"](x=tf.zeros([2, 7, 7, 1]))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"z must have shape \(batch, 2\)"):
-        sig["decode"](z=tf.zeros([2, 3]))
+    # 7x7 images would pass through the conv encoder unnoticed without the shape check. The
+    # other shapes check that it survives graph optimization (the signature's static shape
+    # must not let an optimizer fold it away), whichever op would have failed first otherwise.
+    for shape in [(2, 7, 7, 1), (4, 64), (8, 8, 1), (2, 8, 8), (2, 8, 8, 1, 1), ()]:
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=r"x must have shape \(batch, 8, 8, 1\)"
+        ):
+            sig["encode"](x=tf.zeros(shape))
+    for shape in [(2, 3), (4, 2, 1), (2,)]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"z must have shape \(batch, 2\)"):
+            sig["decode"](z=tf.zeros(shape))
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
         sig["serving_default"](x=tf.zeros([2, 8, 8, 1], tf.int32))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"needs pixels in \[0, 1\]"):

@@ -82,6 +82,14 @@ def test_seeded_sample_is_repeatable_and_matches_keras():
     np.testing.assert_allclose(z_long[:32], z1, rtol=0, atol=1e-6)
 
 
+def test_sample_count_is_clamped_to_the_cap():
+    # LiteRT has no assertion op (the converter drops TF's): the graph clamps num_samples to
+    # 1..max_samples, so a request stays bounded where the SavedModel would refuse it.
+    sample = _runner("float32", "sample")
+    assert _sample(sample, export.DEFAULT_MAX_SAMPLES + 1, seed=0)[0].shape == (1024, 8, 8, 1)
+    assert _sample(sample, -5, seed=0)[0].shape == (1, 8, 8, 1)
+
+
 def test_negative_seed_draws_anew_each_call():
     sample = _runner("float32", "sample")
     _, z1 = _sample(sample, 16, seed=-1)
