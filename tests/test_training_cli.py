@@ -31,8 +31,8 @@ def _history(run_dir):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("run") / "digits")
-    argv = [*SHORT, "--run-dir", run_dir, *QUICK]
-    argv[-1] = "1"  # the progress bar and the closing summary
+    # With the progress bar, the closing summary and the export (SavedModel and TFLite).
+    argv = [*SHORT, "--run-dir", run_dir, "--iwae-samples", "20", "--verbose", "1"]
     assert cli.main(argv) == 0
     return run_dir
 
@@ -46,6 +46,8 @@ def test_cli_end_to_end_on_digits(digits_run, capsys):
     ):  # fmt: skip
         assert os.path.isfile(os.path.join(run_dir, name)), name
     assert os.listdir(os.path.join(run_dir, "logs")), "no TensorBoard logs"
+    assert os.path.isfile(os.path.join(run_dir, "export", "vae", "1", "saved_model.pb"))
+    assert os.path.getsize(os.path.join(run_dir, "export", "tflite", "vae-v1-float32.tflite"))
 
     def size(name):
         with Image.open(os.path.join(run_dir, name)) as image:
@@ -58,7 +60,11 @@ def test_cli_end_to_end_on_digits(digits_run, capsys):
     assert size("latent_manifold.png") == plots.grid_size(
         plots.MANIFOLD_GRID, plots.MANIFOLD_GRID, 8, 8
     )
-    assert size("latent_scatter.png") == (plots.SCATTER_SIZE, plots.SCATTER_SIZE)
+    # digits have labels: the scatter gets a legend column on the right.
+    assert size("latent_scatter.png") == (
+        plots.SCATTER_SIZE + plots.LEGEND_WIDTH,
+        plots.SCATTER_SIZE,
+    )
     for epoch in range(3):
         assert size(f"samples/epoch_{epoch:03d}.png") == plots.grid_size(grid, grid, 8, 8)
 

@@ -18,6 +18,7 @@ RECONSTRUCTIONS = 10  # reconstructions.png: 10 inputs above, their reconstructi
 MANIFOLD_GRID = 15  # latent_manifold.png: 15 x 15 decoded points of z-space
 MANIFOLD_LIMIT = 2.5  # ... spread over [-2.5, 2.5]^2, where N(0, I) keeps ~98% of its mass
 SCATTER_SIZE = 480
+LEGEND_WIDTH = 60  # added to the right of a scatter plot that has a legend
 BACKGROUND = (255, 255, 255)
 GRID_BACKGROUND = (128, 128, 128)
 # Ten distinguishable colours (Tableau 10), one per class label.
@@ -65,7 +66,8 @@ def scatter(layers, size=SCATTER_SIZE, title=None, legend=None, bounds=None):
         bounds: `(xmin, xmax, ymin, ymax)` or None (fit all points).
     """
     margin = 36
-    image = Image.new("RGB", (size, size), BACKGROUND)
+    width = size + (LEGEND_WIDTH if legend else 0)
+    image = Image.new("RGB", (width, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     if bounds is None:
@@ -102,9 +104,10 @@ def scatter(layers, size=SCATTER_SIZE, title=None, legend=None, bounds=None):
             colour = colours if single else tuple(int(v) for v in colours[i])
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
     for i, (label, colour) in enumerate(legend or []):
-        y = margin + 4 + 14 * i
-        draw.rectangle([size - margin - 48, y, size - margin - 40, y + 8], fill=colour)
-        draw.text((size - margin - 36, y - 2), str(label), fill=(0, 0, 0), font=font)
+        y = margin + 14 * i
+        x = size - margin + 12
+        draw.rectangle([x, y, x + 8, y + 8], fill=colour)
+        draw.text((x + 12, y - 2), str(label), fill=(0, 0, 0), font=font)
     return image
 
 
