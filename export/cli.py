@@ -97,6 +97,13 @@ def main(argv=None):
     quantizations = args.quantize or (["float32"] if args.tflite else [])
     try:
         path = model_path(args.model)
+        target = os.path.join(args.out, args.name, str(args.version))
+        if os.path.exists(target) and not args.overwrite:
+            # Checked again by the export; here it answers before the model is loaded.
+            raise FileExistsError(
+                f"{target!r} already exists. Pass --overwrite to replace it, or choose a new "
+                "--version."
+            )
         representative = None
         if args.representative_data:
             representative = np.load(args.representative_data, allow_pickle=False)
