@@ -32,9 +32,8 @@ def _all_finite(*tensors):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_blank_images_give_finite_losses_outputs_and_gradients(arch):
-    vae = _model(arch)
+def test_blank_images_give_finite_losses_outputs_and_gradients():
+    vae = _model("mlp")
     for fill in (0.0, 1.0):  # all black, then all white
         x = np.full((32, *SHAPE), fill, "float32")
         # Training on nothing but blank images pushes the decoder's logits towards +-inf; the
