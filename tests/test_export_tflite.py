@@ -3,11 +3,13 @@ statistics, the sidecar JSON, and errors."""
 
 import json
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from export_helpers import digits, saved_model, tflite, vae
+from export_helpers import SERVING_DOC, copy_version, digits, saved_model, tflite, vae
 
 import export
 from export import rng
@@ -166,3 +168,21 @@ def test_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(N, 8, 8, 1\)"):
         export.export_tflite(path, out, quantize="int8", representative_data=np.zeros((4, 64)))
     assert not out.exists()
+
+
+def test_python_snippets_in_the_docs_run(tmp_path, monkeypatch):
+    """docs/serving.md's Python blocks, run against an export laid out as the docs say."""
+    out = tmp_path / "OUT"
+    copy_version(out, 1)
+    (out / "tflite").mkdir()
+    shutil.copy(tflite("float32"), out / "tflite" / "vae-v1-float32.tflite")
+    shutil.copy(export.sidecar_path(tflite("float32")), out / "tflite" / "vae-v1-float32.json")
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", SERVING_DOC.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 2
+    served, device = {"x_test": digits()[:5]}, {}
+    exec(blocks[0], served)
+    exec(blocks[1], device)
+    assert served["images"].shape == (16, 8, 8, 1) and served["scores"].shape == (5,)
+    assert device["images"].shape == device["fresh"].shape == (16, 8, 8, 1)
+    assert device["walk"].shape == (64, 8, 8, 1)
