@@ -278,3 +278,38 @@ def test_keras_vae_version_recorded():
     _, path = saved_model()
     with open(os.path.join(path, "assets.extra", "keras_vae.json")) as f:
         assert json.load(f)["keras_vae_version"] == keras_vae.__version__
+
+
+def test_graph_session_like_tf_serving():
+    """TF Serving runs a SavedModel in a graph Session (Grappler over the whole graph), not as
+    eager functions: the signatures and their checks must hold there too. Feeds go through a
+    callable, which, like TF Serving and unlike Session.run, does not pre-check shapes."""
+    from tensorflow.core.protobuf import config_pb2
+
+    _, path = saved_model()
+    x = digits()[:4]
+    want = np.asarray(vae().reconstruct(x))  # eagerly, before the graph below is the default
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default() as graph, tf1.Session(graph=graph) as session:
+        signatures = tf1.saved_model.loader.load(session, ["serve"], path).signature_def
+
+        def predict(name, **feeds):
+            signature = signatures[name]
+            names, outputs = sorted(feeds), sorted(signature.outputs)
+            options = config_pb2.CallableOptions(
+                feed=[signature.inputs[k].name for k in names],
+                fetch=[signature.outputs[k].name for k in outputs],
+            )
+            run = session._make_callable_from_options(options)
+            return dict(zip(outputs, run(*[feeds[k] for k in names]), strict=True))
+
+        out = predict("sample", num_samples=np.int32(3), seed=np.int32(42))
+        np.testing.assert_allclose(out["z"], rng.standard_normal_numpy((3, 2), 42), atol=1e-5)
+        got = predict("serving_default", x=x)["reconstruction"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"x must have shape"):
+            predict("encode", x=np.zeros((4, 64), np.float32))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"z must have shape"):
+            predict("decode", z=np.zeros((4, 2, 1), np.float32))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="between 1 and 1024"):
+            predict("sample", num_samples=np.int32(5000), seed=np.int32(0))
