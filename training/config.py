@@ -16,8 +16,10 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 LOCAL_SUFFIXES = (".npz", ".npy", ".csv", "-idx3-ubyte", "-idx3-ubyte.gz")
 
 # Fields that may change between a run and its resumption without making the saved training
-# state meaningless: more epochs continue the run; export and evaluation only touch the end.
-RESUMABLE_CHANGES = ("epochs", "export", "iwae_samples", "verbose")
+# state meaningless: more epochs continue the run; export and evaluation only touch the end;
+# the strategy does not change the step (N replicas match one device), so a run started on
+# several GPUs can finish on one.
+RESUMABLE_CHANGES = ("epochs", "export", "iwae_samples", "verbose", "strategy", "devices")
 
 
 class ConfigError(ValueError):
