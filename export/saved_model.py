@@ -3,13 +3,13 @@
 Five signatures, each with named inputs and outputs, explicit dtypes, and an open batch
 dimension:
 
-| signature         | inputs                                  | outputs                        |
-|-------------------|-----------------------------------------|--------------------------------|
-| `serving_default` | `x` float32 `[B, *data_shape]`          | `reconstruction` (same shape)  |
-| `encode`          | `x`                                     | `mean`, `scale` `[B, latent]`  |
-| `decode`          | `z` float32 `[B, latent]`               | `x` `[B, *data_shape]`         |
-| `sample`          | `num_samples` int32 `[]`, `seed` int32 `[]` | `x`, `z`                   |
-| `log_likelihood`  | `x`                                     | `log_likelihood` `[B]` (nats)  |
+| signature         | inputs                                         | outputs                       |
+|-------------------|------------------------------------------------|-------------------------------|
+| `serving_default` | `x` float32 `[B, *data_shape]`                 | `reconstruction` (same shape) |
+| `encode`          | `x`                                            | `mean`, `scale` `[B, latent]` |
+| `decode`          | `z` float32 `[B, latent]`                      | `x` `[B, *data_shape]`        |
+| `sample`          | `num_samples` int32 `[]`, `seed` int32 `[]`    | `x`, `z`                      |
+| `log_likelihood`  | `x`                                            | `log_likelihood` `[B]` (nats) |
 
 `sample` is capped at `max_samples` per request, so one request cannot make a server allocate
 unbounded memory; `seed >= 0` gives a repeatable draw (the same on a server and in the TFLite
