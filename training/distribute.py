@@ -103,7 +103,7 @@ def make_strategy(name="default", devices=None):
                 split_cpu(max(cpu_indices) + 1)
             known = {d.name.lower() for d in tf.config.list_logical_devices()}
             for device in devices:
-                short = device.lower().lstrip("/").replace("device:", "")
+                short = device.lower().split("/")[-1].replace("device:", "")
                 if not any(k.endswith(f"device:{short}") for k in known):
                     raise ConfigError(
                         f"Device {device!r} does not exist here; available: "
