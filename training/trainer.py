@@ -59,6 +59,35 @@ def _untrained_metrics(model, x, seed, backup_dir, initial_epoch):
     return metrics
 
 
+def _check_fit(config, dataset, likelihood, replicas):
+    """Settings that can only be checked against the loaded data; raises ConfigError."""
+    if config.arch == "conv" and dataset.info["kind"] != "image":
+        raise ConfigError(
+            f"--arch conv needs images; {config.data!r} holds vectors of shape "
+            f"{dataset.info['shape']}. Use --arch mlp."
+        )
+    if likelihood == "bernoulli":
+        lo = min(float(dataset.x_train.min()), float(dataset.x_test.min()))
+        hi = max(float(dataset.x_train.max()), float(dataset.x_test.max()))
+        if lo < 0 or hi > 1:
+            raise ConfigError(
+                f"--likelihood bernoulli needs values in [0, 1]; {config.data!r} spans "
+                f"[{lo:.3g}, {hi:.3g}]. Use --likelihood gaussian."
+            )
+    if config.binarize and likelihood != "bernoulli":
+        raise ConfigError("--binarize needs the Bernoulli likelihood; drop it for gaussian data.")
+    if config.batch_size % replicas:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas, so "
+            "each replica gets an equal share."
+        )
+    if replicas > 1 and len(dataset.x_train) < config.batch_size:
+        raise ConfigError(
+            f"{len(dataset.x_train)} training examples cannot fill one batch of "
+            f"{config.batch_size} across {replicas} replicas; lower --batch-size."
+        )
+
+
 def train(config, run_dir):
     """Trains a VAE as `config` says and writes everything to `run_dir`.
 
@@ -100,51 +129,26 @@ def train(config, run_dir):
     from training import plots
     from training.data import binarize_once, load_dataset, make_dataset, steps_per_epoch
 
-    # Before any dataset or variable exists: tf.data's shuffle seeds combine with this global
-    # seed, so two runs in one process (or a resumed run) shuffle alike.
-    keras.utils.set_random_seed(config.seed)
     dataset = load_dataset(
         config.data, test_split=config.test_split, seed=config.seed, limit=config.limit
     )
     info = dataset.info
     likelihood = config.likelihood or info["likelihood"]
-    if config.arch == "conv" and info["kind"] != "image":
-        raise ConfigError(
-            f"--arch conv needs images; {config.data!r} holds vectors of shape {info['shape']}. "
-            "Use --arch mlp."
-        )
-    if likelihood == "bernoulli":
-        lo = min(float(dataset.x_train.min()), float(dataset.x_test.min()))
-        hi = max(float(dataset.x_train.max()), float(dataset.x_test.max()))
-        if lo < 0 or hi > 1:
-            raise ConfigError(
-                f"--likelihood bernoulli needs values in [0, 1]; {config.data!r} spans "
-                f"[{lo:.3g}, {hi:.3g}]. Use --likelihood gaussian."
-            )
-    if config.binarize and likelihood != "bernoulli":
-        raise ConfigError("--binarize needs the Bernoulli likelihood; drop it for gaussian data.")
+    replicas = strategy.num_replicas_in_sync
+    _check_fit(config, dataset, likelihood, replicas)
     x_train = dataset.x_train
     x_eval = binarize_once(dataset.x_test, config.seed) if config.binarize else dataset.x_test
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ConfigError(
-            f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas, so "
-            "each replica gets an equal share."
-        )
     # With several replicas every step must split evenly, or the replicas' mean losses would not
     # add up to the global batch's: the last partial batch is dropped (a new one each epoch).
     drop = replicas > 1
     val_ds = None
     if not drop or len(x_eval) >= config.batch_size:
         val_ds = make_dataset(x_eval, config.batch_size, drop_remainder=drop)
-    if drop and len(x_train) < config.batch_size:
-        raise ConfigError(
-            f"{len(x_train)} training examples cannot fill one batch of {config.batch_size} "
-            f"across {replicas} replicas; lower --batch-size."
-        )
 
     with strategy.scope():
-        keras.utils.set_random_seed(config.seed)  # the same initial weights on every run
+        # The same initial weights on every run (the data order and the noise have their own
+        # seeds, so this is all the global seed decides).
+        keras.utils.set_random_seed(config.seed)
         model = keras_vae.build_vae(
             tuple(info["shape"]),
             latent_dim=config.latent_dim,
