@@ -7,7 +7,9 @@ SavedModel and the TFLite conversion at most once.
 import contextlib
 import os
 import pathlib
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -172,7 +174,12 @@ def _can_mount():
 
 
 def can_mount():
-    """Whether this process may mount a tmpfs (root in a sandbox that allows it)."""
+    """Whether this process may mount a tmpfs (root in a sandbox that allows it).
+
+    KERAS_VAE_TEST_NO_MOUNT=1 pretends it may not, to run the fallbacks.
+    """
+    if os.environ.get("KERAS_VAE_TEST_NO_MOUNT") == "1":
+        return False
     return _cached("can_mount", _can_mount)
 
 
@@ -194,29 +201,44 @@ def small_tmpfs(size):
         shutil.rmtree(mount_point, ignore_errors=True)
 
 
-def fill_disk(folder):
-    """Writes a filler file into `folder` until its file system is full; returns its path."""
-    path = os.path.join(folder, "filler.bin")
-    block = b"\0" * 65536
-    with open(path, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(block)
-        except OSError:
-            pass
-        # Top up the last partial block, byte run by byte run.
-        for size in (4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError:
-                continue
-    return path
-
-
 def tree_snapshot(folder):
     """{relative path: bytes} of every file under `folder` (small folders only)."""
     folder = pathlib.Path(folder)
     return {
         str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
     }
+
+
+@contextlib.contextmanager
+def nearly_full_disk(folder, free_bytes):
+    """Leaves about `free_bytes` writable under `folder`: a filled tmpfs where mounting is
+    allowed, otherwise a file size limit (RLIMIT_FSIZE, EFBIG instead of ENOSPC)."""
+    if can_mount():
+        st = os.statvfs(folder)
+        filler = os.path.join(folder, "filler.bin")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - free_bytes))
+        try:
+            yield
+        finally:
+            os.remove(filler)
+    else:
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (free_bytes, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old_handler)
+
+
+@contextlib.contextmanager
+def scratch_disk(tmp_path):
+    """A folder on a small tmpfs where mounting is allowed, else `tmp_path` (see
+    `nearly_full_disk`)."""
+    if can_mount():
+        with small_tmpfs("32m") as disk:
+            yield disk
+    else:
+        yield tmp_path
