@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import threading
+import zipfile
 
 import pytest
 import reliability_helpers as helpers
@@ -172,3 +173,24 @@ def test_export_cli_reports_an_unwritable_output_folder_on_one_line(tmp_path, ca
     assert code != 0
     assert err.startswith("keras-vae-export: error:") and len(err.strip().splitlines()) == 1
     assert str(blocker) in err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=zipfile.BadZipFile,
+    reason="BUG export/cli.py main: a corrupt .keras file (bad CRC) escapes as a BadZipFile "
+    "traceback instead of a one-line 'keras-vae-export: error:'",
+)
+def test_export_cli_reports_a_corrupt_model_file_on_one_line(tmp_path, capsys):
+    from export import cli
+
+    model_path = tmp_path / "model.keras"
+    helpers.tiny_vae().save(model_path)
+    content = bytearray(model_path.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # inside the weights: the zip's CRC-32 catches it
+    model_path.write_bytes(bytes(content))
+    code = cli.main([str(model_path), "--out", str(tmp_path / "serving")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith("keras-vae-export: error:") and "model.keras" in err
+    assert not (tmp_path / "serving").exists()
