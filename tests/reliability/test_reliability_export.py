@@ -107,7 +107,8 @@ def test_killed_export_leaves_earlier_versions_and_the_highest_version_complete(
     assert helpers.tree_snapshot(v1) == before
     # The next export on this host removes what the killed process left (its pid is dead).
     leftovers = [e for e in os.listdir(model_dir) if not e.isdigit()]
-    assert leftovers, "the kill left no temporary folder: it did not hit the export midway"
+    if 2 not in numeric_versions(model_dir):  # else the kill came just after the rename
+        assert leftovers, "the kill left no temporary folder and no version 2"
     removed = export.saved_model.remove_stale_temps(str(model_dir))
     assert sorted(os.path.basename(p) for p in removed) == sorted(leftovers)
     assert [e for e in os.listdir(model_dir) if not e.isdigit()] == []
