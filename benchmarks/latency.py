@@ -131,7 +131,7 @@ def run(quick=False, archs=("mlp", "conv"), keep_dir=None):
     float32 `.tflite`); otherwise they go to a temporary folder that is removed.
     """
     repeats = 30 if quick else 300
-    budget_s = 0.5 if quick else 2.0  # per row: slow paths get fewer calls (at least 20)
+    budget_s = 0.3 if quick else 0.6  # per row: slow paths get fewer calls (at least 20)
     rows, sizes, skipped, exported = [], {}, {}, {}
     for arch in archs:
         print(f"latency: {arch}: training a small model and exporting it", flush=True)

@@ -94,12 +94,12 @@ def run(quick=False, tflite_paths=None, archs=("mlp", "conv")):
     """Peak RSS of each job.
 
     Args:
-        quick: bool. One training epoch instead of three.
+        quick: bool. One training epoch instead of two.
         tflite_paths: dict arch -> float32 `.tflite` with a `sample` signature (the latency
             benchmark's exports), or None to skip the sampler rows.
         archs: which models to train.
     """
-    epochs = 1 if quick else 3
+    epochs = 1 if quick else 2
     rows = [{"job": "python + import keras_vae (TF, Keras, TFP)", "mib": measure("import-tf")}]
     for arch in archs:
         print(f"memory: training {arch} in a subprocess", flush=True)

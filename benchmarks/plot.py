@@ -105,7 +105,8 @@ def line_plot(path, series, title, x_label, y_label, log_x=True, size=(900, 560)
                 draw.line([x - 5, py(yv - e), x + 5, py(yv - e)], fill=color, width=2)
                 draw.line([x - 5, py(yv + e), x + 5, py(yv + e)], fill=color, width=2)
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
-        ly = top + 14 + 22 * i
+        # Legend in the lower right corner, where these curves (rising with K) leave room.
+        ly = height - bottom - 14 - 22 * (len(series) - 1 - i)
         draw.line([width - right - 260, ly, width - right - 230, ly], fill=color, width=3)
         draw.text((width - right - 222, ly), s["name"], fill="black", font=small, anchor="lm")
 

@@ -101,7 +101,7 @@ def estimator_sweep(model, x, ks, repeats):
 
 def run(quick=False, mnist=None, plot_path=None):
     """Runs the quality benchmarks; returns `comparisons`, `estimators` and the plot's path."""
-    epochs = 3 if quick else 30
+    epochs = 3 if quick else 20
     x_train, x_test = common.load_digits()
     comparisons = []
     sweep_model = None
@@ -121,7 +121,7 @@ def run(quick=False, mnist=None, plot_path=None):
             comparisons.append(row)
 
     ks = (1, 10, 100, 1000) if quick else (1, 10, 100, 1000, 10000)
-    repeats = 3 if quick else 5
+    repeats = 3 if quick else 4
     print(f"quality: naive vs importance sampling, K in {ks}, {repeats} repeats", flush=True)
     estimators = estimator_sweep(sweep_model, x_test[:SWEEP_EXAMPLES], ks, repeats)
     out = {"comparisons": comparisons, "estimators": estimators}

@@ -48,7 +48,7 @@ def load_case_data(arch, quick):
     """Training examples for `arch`, tiled so one epoch lasts long enough to time."""
     loader = common.load_digits if CASES[arch]["data"] == "digits" else common.load_digits28
     x_train, _ = loader()
-    n = {"mlp": (4096, 16384), "conv": (512, 1024)}[arch][0 if quick else 1]
+    n = {"mlp": (4096, 8192), "conv": (512, 512)}[arch][0 if quick else 1]
     return common.tile_to(x_train, n)
 
 
@@ -146,31 +146,65 @@ def paired_ratio(a, b, key="rates"):
     return float(np.median(np.asarray(a[key]) / np.asarray(b[key])))
 
 
-def compare(arch, x, config_a, config_b, repeats, label_a="keras-vae", label_b="reference"):
-    """keras-vae under `config_a` against the reference under `config_b`, interleaved."""
+def _config_key(config):
+    return tuple(sorted(config.items()))
+
+
+def compare(arch, x, recommended, repeats, built=None):
+    """keras-vae against the reference, at the example's settings and at `recommended`.
+
+    The (up to) four models are measured round-robin in one loop; the comparisons are the
+    pairs: both at the example's settings, both at the recommended settings, and keras-vae at
+    the recommended settings against the reference as the example writes it. `built` maps
+    `_config_key(config)` to an already compiled keras-vae model to reuse (saves tracing).
+    """
     shape = x.shape[1:]
-    a = build_model("keras-vae", arch, shape, config_a)
-    b = build_model("reference", arch, shape, config_b)
-    res = measure_interleaved(
-        [(label_a, a, fit_inputs(x, config_a)), (label_b, b, fit_inputs(x, config_b))],
-        len(x),
-        repeats,
-    )
-    flops = common.training_flops(a.encoder, a.decoder)
-    return {
-        "arch": arch,
-        "config_keras_vae": config_a,
-        "config_reference": config_b,
-        "keras_vae": res[label_a],
-        "reference": res[label_b],
-        "ratio": paired_ratio(res[label_a], res[label_b]),
-        "cpu_ratio": paired_ratio(res[label_a], res[label_b], "cpu_rates"),
-        "train_flops_per_example": flops,
-    }
+    configs = {"example": BASELINE, "recommended": recommended}
+    if recommended == BASELINE:
+        configs.pop("recommended")
+    entries = []
+    for setting, config in configs.items():
+        for kind in ("keras-vae", "reference"):
+            model = (built or {}).get(_config_key(config)) if kind == "keras-vae" else None
+            model = model or build_model(kind, arch, shape, config)
+            entries.append((f"{kind} {setting}", model, fit_inputs(x, config)))
+    res = measure_interleaved(entries, len(x), repeats)
+    if "recommended" not in configs:
+        configs["recommended"] = BASELINE
+        res["keras-vae recommended"] = res["keras-vae example"]
+        res["reference recommended"] = res["reference example"]
+    flops = common.training_flops(entries[0][1].encoder, entries[0][1].decoder)
+    pairs = [("both: example settings", "example", "example")]
+    pairs += [
+        ("both: recommended settings", "recommended", "recommended"),
+        ("keras-vae recommended vs example as written", "recommended", "example"),
+    ]
+    rows = []
+    for label, ours, theirs in pairs:
+        a, b = res.get(f"keras-vae {ours}"), res.get(f"reference {theirs}")
+        if a is None or b is None:
+            continue
+        rows.append(
+            {
+                "arch": arch,
+                "setting": label,
+                "config_keras_vae": configs[ours],
+                "config_reference": configs[theirs],
+                "keras_vae": a,
+                "reference": b,
+                "ratio": paired_ratio(a, b),
+                "cpu_ratio": paired_ratio(a, b, "cpu_rates"),
+                "train_flops_per_example": flops,
+            }
+        )
+    return rows
 
 
 def sweep(arch, x, repeats):
-    """One factor at a time away from BASELINE, all configs of one arch interleaved."""
+    """One factor at a time away from BASELINE, all configs of one arch interleaved.
+
+    Returns `(built, rows)`: the compiled models by `_config_key`, and one row per variant.
+    """
     configs = [("baseline", dict(BASELINE))]
     for factor, values in CANDIDATES.items():
         for value in values:
@@ -181,7 +215,10 @@ def sweep(arch, x, repeats):
     ]
     res = measure_interleaved(entries, len(x), repeats)
     base = res["baseline"]
-    return [
+    built = {
+        _config_key(cfg): model for (_, cfg), (_, model, _) in zip(configs, entries, strict=True)
+    }
+    return built, [
         {
             "arch": arch,
             "variant": name,
@@ -204,6 +241,47 @@ def best_config(sweep_rows, min_gain=1.03):
     return config
 
 
+def layer_efficiency(arch, batch_size=128, repeats=10):
+    """Forward + backward FLOP/s of each layer with a kernel, alone, at `batch_size`.
+
+    Shows where a model's training falls short of the matmul rate: each layer is timed by
+    itself (a tf.function computing its output and the gradients for its input and kernel),
+    so the figure is the layer's own efficiency, without the rest of the step.
+    """
+    shape = (8, 8, 1) if CASES[arch]["data"] == "digits" else (28, 28, 1)
+    model = keras_vae.build_vae(shape, latent_dim=CASES[arch]["latent_dim"], arch=arch, seed=0)
+    rows = []
+    for net in (model.encoder, model.decoder):
+        for layer in net.layers:
+            flops = common._layer_forward_flops(layer)
+            if not flops:
+                continue
+            x = tf.random.normal((batch_size, *layer.input.shape[1:]), seed=0)
+            dy = tf.random.normal((batch_size, *layer.output.shape[1:]), seed=1)
+
+            @tf.function
+            def step(x, dy, layer=layer):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = layer(x)
+                grads = tape.gradient(y, [x, *layer.trainable_weights], output_gradients=dy)
+                return tf.add_n([tf.reduce_sum(g) for g in grads])
+
+            seconds = common.time_calls(
+                lambda s=step, x=x, dy=dy: s(x, dy).numpy(), repeats, warmup=3
+            )
+            rows.append(
+                {
+                    "arch": arch,
+                    "layer": f"{net.name}/{layer.name} ({type(layer).__name__}, "
+                    f"{tuple(layer.input.shape[1:])} -> {tuple(layer.output.shape[1:])})",
+                    "train_mflop_per_example": 3 * flops / 1e6,
+                    "flops_per_s": 3 * flops * batch_size / float(np.median(seconds)),
+                }
+            )
+    return rows
+
+
 def run(quick=False, archs=("mlp", "conv"), recommended=None):
     """Runs the throughput benchmarks.
 
@@ -215,33 +293,49 @@ def run(quick=False, archs=("mlp", "conv"), recommended=None):
     Returns:
         dict with `matmul`, `comparisons`, `sweep`, `recommended`.
     """
-    repeats = 2 if quick else 5
+    repeats = 2 if quick else 4
     sweep_repeats = 2 if quick else 3
-    print("throughput: measuring matmul FLOP/s", flush=True)
-    matmul = common.matmul_flops_per_second(n=1024 if quick else 2048, repeats=3 if quick else 7)
-    out = {"matmul": matmul, "comparisons": [], "sweep": [], "recommended": {}}
+    # The matmul rate is sampled before, between and after the training runs, and the median
+    # of those samples is the yardstick: the machine's speed drifts when it is shared.
+    matmul_samples = []
+
+    def sample_matmul():
+        print("throughput: measuring matmul FLOP/s", flush=True)
+        stats = common.matmul_flops_per_second(n=1024 if quick else 2048, repeats=3 if quick else 5)
+        matmul_samples.append(stats["median"])
+        return stats
+
+    n = sample_matmul()["n"]
+    out = {"comparisons": [], "sweep": [], "recommended": {}}
     for arch in archs:
         x = load_case_data(arch, quick)
-        print(
-            f"throughput: {arch}: keras-vae vs reference, both as the example writes it", flush=True
-        )
-        same = compare(arch, x, BASELINE, BASELINE, repeats)
-        same["setting"] = "both: example settings"
-        out["comparisons"].append(same)
-
         print(f"throughput: {arch}: sweeping candidate defaults", flush=True)
-        rows = sweep(arch, x, sweep_repeats)
+        built, rows = sweep(arch, x, sweep_repeats)
         out["sweep"].extend(rows)
         config = (recommended or {}).get(arch) or best_config(rows)
         out["recommended"][arch] = config
-
-        print(f"throughput: {arch}: recommended settings, {config_label(config)}", flush=True)
-        tuned = compare(arch, x, config, config, repeats)
-        tuned["setting"] = "both: recommended settings"
-        out["comparisons"].append(tuned)
-        tuned_vs_example = compare(arch, x, config, BASELINE, repeats)
-        tuned_vs_example["setting"] = "keras-vae recommended vs example as written"
-        out["comparisons"].append(tuned_vs_example)
+        print(
+            f"throughput: {arch}: keras-vae vs reference at the example's settings and at "
+            f"{config_label(config)}",
+            flush=True,
+        )
+        out["comparisons"].extend(compare(arch, x, config, repeats, built))
+        sample_matmul()
+    if "conv" in archs:
+        print("throughput: conv: per-layer efficiency", flush=True)
+        out["layers"] = layer_efficiency("conv", repeats=5 if quick else 10)
+        sample_matmul()
+    matmul = {
+        "n": n,
+        "median": float(np.median(matmul_samples)),
+        "min": float(min(matmul_samples)),
+        "max": float(max(matmul_samples)),
+        "samples": matmul_samples,
+    }
+    out["matmul"] = matmul
+    if "layers" in out:
+        for row in out["layers"]:
+            row["share_of_matmul"] = row["flops_per_s"] / matmul["median"]
     for row in out["comparisons"]:
         flops = row["train_flops_per_example"]
         for key in ("keras_vae", "reference"):
@@ -253,7 +347,9 @@ def run(quick=False, archs=("mlp", "conv"), recommended=None):
 def markdown(result):
     mm = result["matmul"]
     lines = [
-        f"Dense matmul ({mm['n']}x{mm['n']} float32): {mm['median'] / 1e9:.1f} GFLOP/s (median).",
+        f"Dense matmul ({mm['n']}x{mm['n']} float32): {mm['median'] / 1e9:.1f} GFLOP/s, the median "
+        f"of {len(mm['samples'])} samples taken between the runs (range "
+        f"{mm['min'] / 1e9:.1f} to {mm['max'] / 1e9:.1f}).",
         "",
         common.markdown_table(
             [
@@ -299,6 +395,24 @@ def markdown(result):
     ]
     for arch, cfg in result["recommended"].items():
         lines.append(f"Recommended for {arch}: {config_label(cfg)}.")
+    if result.get("layers"):
+        lines += [
+            "",
+            "Each layer of the conv model alone (forward + backward, batch 128):",
+            "",
+            common.markdown_table(
+                ["layer", "train MFLOP/ex", "GFLOP/s", "share of matmul"],
+                [
+                    [
+                        r["layer"],
+                        common.fmt(r["train_mflop_per_example"]),
+                        common.fmt(r["flops_per_s"] / 1e9),
+                        f"{100 * r['share_of_matmul']:.0f}%",
+                    ]
+                    for r in result["layers"]
+                ],
+            ),
+        ]
     return "\n".join(lines)
 
 
