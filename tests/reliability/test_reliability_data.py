@@ -313,3 +313,39 @@ def test_model_refuses_integer_and_unscaled_pixels():
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"needs pixels in \[0, 1\]"):
         model.fit(pixels, epochs=1, batch_size=8, verbose=0)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+@pytest.mark.parametrize("shape", [(10**11, 4), (2 * 10**8, 4, 4)], ids=["1.5TiB", "12GiB"])
+def test_a_header_claiming_a_huge_array_is_an_error_without_allocating_it(tmp_path, suffix, shape):
+    import resource
+
+    from numpy.lib import format as npy_format
+
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    buf.write(np.zeros(64, "<f4").tobytes())
+    path = tmp_path / f"lying{suffix}"
+    if suffix == ".npy":
+        path.write_bytes(buf.getvalue())
+    else:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("x.npy", buf.getvalue())
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match="truncated|corrupt"):
+        load_dataset(str(path))
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mib < 256, f"reading a lying header raised the peak memory by {grown_mib} MiB"
+
+
+def test_cli_reports_bad_data_on_one_line_with_status_2(tmp_path, capsys):
+    from training import cli
+
+    path = write(tmp_path, "data.npz", npz_bytes(x_train=IMAGES, x_test=IMAGES[:2])[:300])
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--data", path, "--epochs", "1", "--run-dir", str(tmp_path / "run")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-vae-train: error: Could not read") and "data.npz" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "model.keras").exists()
