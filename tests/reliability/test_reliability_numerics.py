@@ -117,3 +117,18 @@ def test_log_likelihood_estimates_use_log_sum_exp():
     np.testing.assert_allclose(iwae.numpy(), want, rtol=1e-6)
     naive_ll = objectives.naive_log_likelihood(log_w)
     np.testing.assert_allclose(naive_ll.numpy(), want, rtol=1e-6)
+
+
+def test_learned_gaussian_sigma_has_a_floor():
+    from keras_vae.likelihoods import MIN_SIGMA
+
+    # A learned sigma that shrinks without bound (constant data can be fitted exactly) would
+    # send -log(sigma) to +inf; the floor keeps the loss finite.
+    vae = _model("mlp", "gaussian")
+    vae.likelihood.log_sigma.assign(np.full(SHAPE, -200.0, "float32"))  # exp underflows to 0
+    np.testing.assert_allclose(vae.likelihood.scale().numpy(), MIN_SIGMA)
+    x = np.full((32, *SHAPE), 0.5, "float32")
+    assert _all_finite(vae.elbo(x, seed=0), vae.log_likelihood(x, num_samples=8, seed=0))
+    history = vae.fit(x, epochs=2, batch_size=32, verbose=0)
+    assert _all_finite(history.history["loss"], *[w.numpy() for w in vae.weights])
+    assert vae.likelihood.scale().numpy().min() >= MIN_SIGMA
