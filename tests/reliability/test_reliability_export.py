@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import threading
-import zipfile
 
 import pytest
 import reliability_helpers as helpers
@@ -156,12 +155,6 @@ def test_full_disk_tflite_export_keeps_the_earlier_file(tmp_path):
         assert sorted(os.listdir(disk / "tflite")) == ["vae.tflite"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="BUG export/cli.py main: OSError (and TF's ResourceExhaustedError on a full disk) "
-    "escape as a traceback instead of a one-line 'keras-vae-export: error:' and exit status",
-)
 def test_export_cli_reports_an_unwritable_output_folder_on_one_line(tmp_path, capsys):
     from export import cli
 
@@ -176,12 +169,6 @@ def test_export_cli_reports_an_unwritable_output_folder_on_one_line(tmp_path, ca
     assert str(blocker) in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=zipfile.BadZipFile,
-    reason="BUG export/cli.py main: a corrupt .keras file (bad CRC) escapes as a BadZipFile "
-    "traceback instead of a one-line 'keras-vae-export: error:'",
-)
 def test_export_cli_reports_a_corrupt_model_file_on_one_line(tmp_path, capsys):
     from export import cli
 

@@ -189,6 +189,17 @@ def test_run_folder_that_cannot_be_created_gives_a_clear_error(tmp_path, capsys)
     assert blocker.read_text() == "not a folder"
 
 
+def test_resuming_with_other_settings_is_refused_and_keeps_the_run(finished_run, tmp_path):
+    import training
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = helpers.tree_snapshot(run_dir)
+    with pytest.raises(training.ConfigError, match=r"learning_rate: 0.001 -> 1000000.0"):
+        training.train({**FAST, "epochs": 2, "learning_rate": 1e6}, run_dir)
+    assert helpers.tree_snapshot(run_dir) == before
+
+
 @contextlib.contextmanager
 def read_only(folder):
     """`folder` made read-only for everyone, root included: a read-only bind mount."""
@@ -265,13 +276,6 @@ class _Crash(BaseException):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG training/callbacks.py RunState.on_epoch_end: backup weights are replaced before "
-    "state.json; a crash between the two resumes epoch k from epoch k's own end weights, so "
-    "epoch k is trained twice",
-)
 def test_backup_weights_and_state_always_describe_the_same_epoch(tmp_path, monkeypatch):
     import training
     from training import callbacks
