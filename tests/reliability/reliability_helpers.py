@@ -4,6 +4,7 @@ Everything is built once per process and cached, so each test file pays for the 
 SavedModel and the TFLite conversion at most once.
 """
 
+import atexit
 import contextlib
 import os
 import pathlib
@@ -60,7 +61,10 @@ def tiny_vae():
 
 
 def temp_dir(prefix):
-    return tempfile.mkdtemp(prefix=f"keras_vae_rel_{prefix}_")
+    """A temporary folder removed when the process exits."""
+    path = tempfile.mkdtemp(prefix=f"keras_vae_rel_{prefix}_")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def saved_model_dir():
