@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import zipfile
 
 from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_SAMPLES
 
@@ -85,11 +86,16 @@ def model_path(model_or_run_dir):
     return model_or_run_dir
 
 
+def _one_line(error):
+    return " ".join(str(error).split())
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     # Imported after parsing: --help and flag errors answer without loading TensorFlow.
     import keras
     import numpy as np
+    import tensorflow as tf
 
     import export
     import keras_vae  # noqa: F401  (registers the VAE classes for load_model)
@@ -108,7 +114,10 @@ def main(argv=None):
         if args.representative_data:
             representative = np.load(args.representative_data, allow_pickle=False)
         print(f"Loading {path}", flush=True)
-        model = keras.models.load_model(path)
+        try:
+            model = keras.models.load_model(path)
+        except (OSError, zipfile.BadZipFile, KeyError) as e:
+            raise ValueError(f"cannot load {path!r} as a Keras model: {e}") from e
         print(f"Exporting to {args.out}", flush=True)
         paths = export.export_all(
             model,
@@ -122,8 +131,12 @@ def main(argv=None):
             iw_samples=args.iw_samples,
         )
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
-        print(f"keras-vae-export: error: {e}", file=sys.stderr)
+        print(f"keras-vae-export: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except (OSError, tf.errors.OpError) as e:
+        # Storage faults (unwritable folder, full disk): earlier versions are untouched.
+        print(f"keras-vae-export: error: {_one_line(e)}", file=sys.stderr)
+        return 1
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from training import plots
 
-BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_WEIGHTS = "epoch_{:04d}.weights.h5"
 BACKUP_STATE = "state.json"
 
 
@@ -127,7 +127,10 @@ class RunState(keras.callbacks.Callback):
             return  # a diverged epoch: keep the last good files (FiniteGuard reports it)
         self.rows.append({"epoch": epoch, **{k: f"{v:.6g}" for k, v in sorted(values.items())}})
         self._write_history()
-        weights_name = BACKUP_WEIGHTS
+        # A new weights file per epoch, named in state.json only once it is complete: a crash
+        # between the two writes leaves state.json pointing at the previous epoch's weights, so
+        # the backup never pairs epoch k's count with epoch k's end weights (k trained twice).
+        weights_name = BACKUP_WEIGHTS.format(epoch + 1)
         atomic_write(
             os.path.join(self.backup_dir, weights_name),
             self.model.save_weights,
@@ -143,6 +146,9 @@ class RunState(keras.callbacks.Callback):
                 }
             ),
         )
+        for name in os.listdir(self.backup_dir):
+            if name.endswith(".weights.h5") and name != weights_name:
+                os.remove(os.path.join(self.backup_dir, name))
         save_model(self.model, self.model_path)
         self.last_good_epoch = epoch
         # For fault-injection tests: die hard right after epoch k is fully recorded.
