@@ -40,7 +40,7 @@ def targets(results):
             if row["setting"] == "keras-vae recommended vs example as written":
                 out.append(
                     (
-                        f"{row['arch']} throughput keras-vae defaults / reference as written >= 1.2",
+                        f"{row['arch']} throughput keras-vae defaults / reference as written >= 1.2 (aim)",
                         f"{row['ratio']:.2f}",
                         row["ratio"] >= 1.2,
                     )
