@@ -13,41 +13,15 @@ import io
 import json
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
 
 from training import plots
+from training.files import atomic_write, atomic_write_text
 
 BACKUP_WEIGHTS = "epoch_{:04d}.weights.h5"
 BACKUP_STATE = "state.json"
-
-
-def atomic_write(path, write, suffix=""):
-    """Calls `write(tmp_path)` then renames the file onto `path`, so readers never see half."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    return atomic_write(path, write)
 
 
 def weights_are_finite(model):

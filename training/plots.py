@@ -6,11 +6,11 @@ per pixel, with `PAD` pixels between cells and around the grid.
 """
 
 import math
-import os
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from training.files import atomic_write
 
 PAD = 2
 SAMPLE_GRID = 10  # samples.png and samples/epoch_*.png: 10 x 10 prior samples
@@ -113,18 +113,7 @@ def scatter(layers, size=SCATTER_SIZE, title=None, legend=None, bounds=None):
 
 def save_png(image, path):
     """Writes `image` to `path` atomically (a temporary file, then `os.replace`)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), suffix=".png")
 
 
 def _is_image(model):
