@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from export_helpers import (
     REPO,
+    REQUESTS_DIR,
     SERVING_DOC,
     SIGNATURES,
     copy_version,
@@ -144,8 +145,8 @@ def test_documented_rest_requests_feed_the_signatures():
     doc = SERVING_DOC.read_text(encoding="utf-8")
     for name in SIGNATURES:
         request = load_request(name)
-        request_text = (SERVING_DOC.parent / "requests" / f"{name}.request.json").read_text()
-        assert request_text.strip() in doc, f"docs/serving.md lacks the {name} request body"
+        request_text = (REQUESTS_DIR / f"{name}.request.json").read_text()
+        assert request_text.strip() in doc, f"README.md lacks the {name} request body"
         assert request["signature_name"] == name
         response = rest_predict(loaded, request)
         documented = load_response(name)

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from export_helpers import SERVING_DOC, copy_version, digits, saved_model, tflite, vae
+from export_helpers import copy_version, digits, saved_model, serving_section, tflite, vae
 
 import export
 from export import rng
@@ -171,14 +171,14 @@ def test_bad_arguments_fail_clearly(tmp_path):
 
 
 def test_python_snippets_in_the_docs_run(tmp_path, monkeypatch):
-    """docs/serving.md's Python blocks, run against an export laid out as the docs say."""
+    """The README serving section's Python blocks, run against an export laid out as it says."""
     out = tmp_path / "OUT"
     copy_version(out, 1)
     (out / "tflite").mkdir()
     shutil.copy(tflite("float32"), out / "tflite" / "vae-v1-float32.tflite")
     shutil.copy(export.sidecar_path(tflite("float32")), out / "tflite" / "vae-v1-float32.json")
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", SERVING_DOC.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", serving_section(), re.S)
     assert len(blocks) == 2
     served, device = {"x_test": digits()[:5]}, {}
     exec(blocks[0], served)

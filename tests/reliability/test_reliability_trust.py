@@ -4,7 +4,7 @@ A `.keras` file is a zip of JSON config and weights; in safe mode (the default o
 `keras.models.load_model`) Keras refuses to deserialize a `Lambda` layer's Python bytecode, which
 would otherwise run arbitrary code on load. keras-vae's own models need no such code, and its
 command-line tools load models in safe mode. A SavedModel is a TensorFlow program: only
-trusted ones should be served (docs/reliability.md says so).
+trusted ones should be served (the README says so).
 """
 
 import pathlib
@@ -73,6 +73,6 @@ def test_evaluate_cli_refuses_a_keras_file_with_code(lambda_model_path, capsys):
 
 
 def test_docs_say_to_serve_only_trusted_saved_models():
-    text = (pathlib.Path(helpers.REPO) / "docs" / "reliability.md").read_text(encoding="utf-8")
+    text = (pathlib.Path(helpers.REPO) / "README.md").read_text(encoding="utf-8")
     assert "only trusted SavedModels" in text
     assert "safe mode" in text
