@@ -21,6 +21,8 @@ The SavedModel is written to a temporary folder beside the target and renamed in
 Serving (which loads the highest numbered folder) never sees a half-written version.
 """
 
+import ctypes
+import errno
 import json
 import math
 import os
@@ -292,6 +294,32 @@ def export_saved_model(
     return target
 
 
+def _exchange(a, b):
+    """Swaps the folders `a` and `b` in one step (Linux renameat2 with RENAME_EXCHANGE).
+
+    Returns False where the system or file system cannot (other OSes, old kernels, some network
+    file systems), so the caller falls back to two renames.
+    """
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
 def _move_into_place(temp, target, overwrite):
     if not os.path.exists(target):
         os.rename(temp, target)
@@ -300,6 +328,10 @@ def _move_into_place(temp, target, overwrite):
         raise FileExistsError(
             f"{target!r} appeared while exporting; not replacing it without overwrite=True."
         )
+    if _exchange(temp, target):
+        # The version folder was never absent; `temp` now holds the old version, which the
+        # caller deletes.
+        return
     # A directory cannot be atomically replaced by another: move the old one aside first (under
     # a non-numeric name TF Serving ignores), then delete it once the new one is in place.
     old = (

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import keras
@@ -227,6 +228,41 @@ def test_versions_are_never_overwritten_silently(tmp_path):
     again = export.export_saved_model(model, tmp_path, version=1, iw_samples=16, overwrite=True)
     assert again == first and export.read_metadata(first)["iw_samples"] == 16
     assert sorted(os.listdir(tmp_path / "vae")) == ["1"]  # nothing left aside
+
+
+def test_exchange_swaps_two_folders_in_one_step(tmp_path):
+    from export import saved_model as saved_model_lib
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "marker").write_text("new")
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "marker").write_text("old")
+    assert saved_model_lib._exchange(tmp_path / "new", tmp_path / "1")  # Linux, local disk
+    assert (tmp_path / "1" / "marker").read_text() == "new"
+    assert (tmp_path / "new" / "marker").read_text() == "old"
+
+
+def test_overwriting_a_version_never_leaves_it_missing(tmp_path):
+    # TF Serving polls the folder: during an overwrite the version must always be complete.
+    model = vae()
+    version = copy_version(tmp_path, 1)
+    seen_missing, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            if not os.path.exists(os.path.join(version, "saved_model.pb")):
+                seen_missing.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        export.export_saved_model(model, tmp_path, version=1, iw_samples=8, overwrite=True)
+    finally:
+        done.set()
+        watcher.join()
+    assert not seen_missing
+    assert export.read_metadata(version)["iw_samples"] == 8
+    assert sorted(os.listdir(tmp_path / "vae")) == ["1"]
 
 
 def _tree(path):
