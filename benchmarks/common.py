@@ -218,6 +218,7 @@ def write_atomic(path, data, mode="w"):
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates files only the owner can read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
