@@ -29,8 +29,8 @@ CASES = {
 # call. Every candidate default is measured against it.
 BASELINE = {"batch_size": 128, "steps_per_execution": 1, "jit_compile": False, "pipeline": "numpy"}
 
-# The defaults keras-vae's trainer uses, chosen from this sweep over several runs (see
-# docs/benchmarks.md): many steps per tf.function call and a cached, prefetched tf.data pipeline
+# The settings recommended for keras-vae on a CPU, chosen from this sweep over several runs (see
+# the README, "Benchmarks"): many steps per tf.function call and a cached, prefetched tf.data pipeline
 # win or tie everywhere; XLA loses on CPU for the conv model; batch 128 is kept so that the
 # optimization matches the example's (256 is faster per example, but changes training).
 RECOMMENDED = {
