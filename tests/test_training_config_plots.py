@@ -85,3 +85,11 @@ def test_vector_models_get_scatter_plots(tmp_path):
         path = plots.save_png(image, str(tmp_path / name))
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("steps, expected", [(23, 23), (938, 14), (64, 32), (1, 1), (37 * 2, 2)])
+def test_steps_per_execution_divides_the_epoch(steps, expected):
+    from training.trainer import _steps_per_execution
+
+    got = _steps_per_execution(steps)
+    assert got == expected and steps % got == 0 and got <= 32
