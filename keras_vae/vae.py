@@ -6,6 +6,8 @@ reparameterized z; `train_step` adds the reconstruction term -log P(X|z) and min
 the negative ELBO.
 """
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -19,6 +21,23 @@ tfd = tfp.distributions
 # softplus(raw) can underflow to 0 for very negative encoder outputs; log(0) in the KL and in
 # log Q(z|X) would then be -inf. The floor keeps every posterior a proper, finite Gaussian.
 MIN_POSTERIOR_SCALE = 1e-4
+
+
+# One traced decode per model for eager calls: calling a functional Keras model eagerly costs
+# ~7 ms of Python per call, the traced function ~0.9 ms (benchmarks/latency.py), which is what
+# interactive sampling pays. Kept outside the model so that no tf.function is tracked into its
+# SavedModel exports; graph-mode callers (fit, exports) use the plain path.
+_EAGER_DECODERS = weakref.WeakKeyDictionary()
+
+
+def _eager_decoder(model):
+    fn = _EAGER_DECODERS.get(model)
+    if fn is None:
+        # Through a weak reference: a bound method would keep the model (the key) alive forever.
+        ref = weakref.ref(model)
+        fn = tf.function(lambda z: ref()._decode_mean(z), reduce_retracing=True)
+        _EAGER_DECODERS[model] = fn
+    return fn
 
 
 def _static_shape(tensor_or_model_shape):
@@ -271,7 +290,13 @@ class VAE(keras.Model):
 
     def decode(self, z):
         """Returns the mean of P(X|z) for latents `z` of shape `[B, latent_dim]`."""
-        return self.likelihood.mean(self.decoder(self._check_latents(z)))
+        z = self._check_latents(z)
+        if tf.executing_eagerly():
+            return _eager_decoder(self)(z)
+        return self._decode_mean(z)
+
+    def _decode_mean(self, z):
+        return self.likelihood.mean(self.decoder(z))
 
     def reconstruct(self, x):
         """Decodes the posterior mean: the deterministic reconstruction of `x`."""

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import keras_vae
 from keras_vae import objectives
+from keras_vae import vae as vae_module
 from tests.conftest import ring_points
 
 
@@ -91,6 +92,34 @@ def test_sample_is_repeatable_per_seed_and_fresh_without_one():
     assert not np.allclose(a, c)
     assert not np.allclose(vae.sample(5), vae.sample(5))
     assert a.shape == (5, 8, 8, 1) and (a.numpy() >= 0).all() and (a.numpy() <= 1).all()
+
+
+def test_eager_decode_is_traced_once_and_follows_training(digits):
+    images, _ = digits
+    vae = small_vae(seed=7)
+    vae.compile(optimizer="adam")
+    for batch in (1, 5, 9):  # batch sizes share one trace
+        z = np.random.default_rng(batch).normal(size=(batch, 3)).astype("float32")
+        np.testing.assert_allclose(vae.decode(z), tf.sigmoid(vae.decoder(z)), atol=1e-6)
+    before = vae.decode(z).numpy()
+    vae.fit(images[:64], epochs=1, verbose=0)
+    after = vae.decode(z).numpy()
+    assert not np.allclose(before, after)  # the traced decode reads the trained weights
+    np.testing.assert_allclose(after, tf.sigmoid(vae.decoder(z)), atol=1e-6)
+    assert vae_module._eager_decoder(vae).experimental_get_tracing_count() <= 2
+
+
+def test_eager_decoder_cache_does_not_keep_models_alive():
+    import gc
+    import weakref
+
+    vae = small_vae()
+    vae.decode(np.zeros((1, 3), "float32"))
+    assert vae in vae_module._EAGER_DECODERS
+    ref = weakref.ref(vae)
+    del vae
+    gc.collect()
+    assert ref() is None
 
 
 def test_prior_samples_are_standard_normal():
