@@ -4,6 +4,7 @@ Models and exports are cached per process, so the SavedModel, TFLite and CLI tes
 export each one once.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -31,59 +32,43 @@ def serving_section():
 
 SIGNATURES = ("serving_default", "encode", "decode", "sample", "log_likelihood")
 
-_CACHE = {}
 
-
-def _cached(key, build):
-    if key not in _CACHE:
-        _CACHE[key] = build()
-    return _CACHE[key]
-
-
+@functools.cache
 def digits():
     """Digits as (N, 8, 8, 1) float32 in [0, 1], like training's default data."""
-    return _cached("digits", lambda: (load_digits().images / 16.0).astype("float32")[..., None])
+    return (load_digits().images / 16.0).astype("float32")[..., None]
 
 
+@functools.cache
 def vae():
     """A small conv VAE with training's default data shape and latent size ((8, 8, 1), 2):
     conv ops in TF and TFLite, and a shape check that matters (7x7 images pass its encoder)."""
-
-    def build():
-        keras.utils.set_random_seed(0)
-        model = keras_vae.build_vae(
-            (8, 8, 1), latent_dim=2, arch="conv", seed=0, filters=(8, 16), dense_units=16
-        )
-        # Untrained, but every weight (biases included) moved off its initial value: outputs
-        # vary with z and x as a trained model's do, without the cost of tracing train_step.
-        noise = np.random.default_rng(0)
-        for w in model.weights:
-            w.assign(w.numpy() + 0.15 * noise.standard_normal(w.shape).astype("float32"))
-        return model
-
-    return _cached("vae", build)
+    keras.utils.set_random_seed(0)
+    model = keras_vae.build_vae(
+        (8, 8, 1), latent_dim=2, arch="conv", seed=0, filters=(8, 16), dense_units=16
+    )
+    # Untrained, but every weight (biases included) moved off its initial value: outputs
+    # vary with z and x as a trained model's do, without the cost of tracing train_step.
+    noise = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign(w.numpy() + 0.15 * noise.standard_normal(w.shape).astype("float32"))
+    return model
 
 
+@functools.cache
 def saved_model():
     """`(base_dir, version_dir)` of `vae()` exported with the defaults."""
-
-    def build():
-        base = tempfile.mkdtemp(prefix="keras_vae_export_")
-        return base, export.export_saved_model(vae(), base, name="vae", version=1)
-
-    return _cached("saved_model", build)
+    base = tempfile.mkdtemp(prefix="keras_vae_export_")
+    return base, export.export_saved_model(vae(), base, name="vae", version=1)
 
 
+@functools.cache
 def tflite(quantize):
     """Path of `vae()`'s `.tflite` for `quantize` (int8 calibrated on digits)."""
-
-    def build():
-        out = os.path.join(tempfile.mkdtemp(prefix="keras_vae_tflite_"), f"vae-{quantize}.tflite")
-        return export.export_tflite(
-            saved_model()[1], out, quantize=quantize, representative_data=digits()[:256]
-        )
-
-    return _cached(f"tflite_{quantize}", build)
+    out = os.path.join(tempfile.mkdtemp(prefix="keras_vae_tflite_"), f"vae-{quantize}.tflite")
+    return export.export_tflite(
+        saved_model()[1], out, quantize=quantize, representative_data=digits()[:256]
+    )
 
 
 def copy_version(base_dir, version=1):

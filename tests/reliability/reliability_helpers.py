@@ -6,6 +6,7 @@ SavedModel and the TFLite conversion at most once.
 
 import atexit
 import contextlib
+import functools
 import os
 import pathlib
 import resource
@@ -23,41 +24,27 @@ LATENT_DIM = 2
 DATA_SHAPE = (8, 8, 1)
 MAX_SAMPLES = 64
 
-_CACHE = {}
 
-
-def _cached(key, build):
-    if key not in _CACHE:
-        _CACHE[key] = build()
-    return _CACHE[key]
-
-
+@functools.cache
 def digits():
     """Digits as (N, 8, 8, 1) float32 in [0, 1]."""
+    from sklearn.datasets import load_digits
 
-    def build():
-        from sklearn.datasets import load_digits
-
-        return (load_digits().images / 16.0).astype("float32")[..., None]
-
-    return _cached("digits", build)
+    return (load_digits().images / 16.0).astype("float32")[..., None]
 
 
+@functools.cache
 def tiny_vae():
     """An MLP VAE (latent 2, one hidden layer of 16) fitted for one epoch on 256 digits."""
+    import keras
 
-    def build():
-        import keras
+    import keras_vae
 
-        import keras_vae
-
-        keras.utils.set_random_seed(0)
-        model = keras_vae.build_vae(DATA_SHAPE, latent_dim=LATENT_DIM, hidden_units=(16,), seed=0)
-        model.compile(optimizer=keras.optimizers.Adam(3e-3))
-        model.fit(digits()[:256], epochs=1, batch_size=64, verbose=0)
-        return model
-
-    return _cached("vae", build)
+    keras.utils.set_random_seed(0)
+    model = keras_vae.build_vae(DATA_SHAPE, latent_dim=LATENT_DIM, hidden_units=(16,), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(digits()[:256], epochs=1, batch_size=64, verbose=0)
+    return model
 
 
 def temp_dir(prefix):
@@ -67,41 +54,32 @@ def temp_dir(prefix):
     return path
 
 
+@functools.cache
 def saved_model_dir():
     """The tiny VAE exported as `BASE/vae/1` with `max_samples=MAX_SAMPLES`."""
+    import export
 
-    def build():
-        import export
-
-        base = temp_dir("export")
-        return export.export_saved_model(
-            tiny_vae(), base, name="vae", version=1, max_samples=MAX_SAMPLES, iw_samples=8
-        )
-
-    return _cached("saved_model", build)
+    base = temp_dir("export")
+    return export.export_saved_model(
+        tiny_vae(), base, name="vae", version=1, max_samples=MAX_SAMPLES, iw_samples=8
+    )
 
 
+@functools.cache
 def loaded_saved_model():
     """The export loaded with plain TensorFlow, as TF Serving would load it."""
+    import tensorflow as tf
 
-    def build():
-        import tensorflow as tf
-
-        return tf.saved_model.load(saved_model_dir())
-
-    return _cached("loaded", build)
+    return tf.saved_model.load(saved_model_dir())
 
 
+@functools.cache
 def tflite_path():
     """The float32 `.tflite` (decode and sample) converted from the SavedModel."""
+    import export
 
-    def build():
-        import export
-
-        out = os.path.join(temp_dir("tflite"), "vae.tflite")
-        return export.export_tflite(saved_model_dir(), out, quantize="float32")
-
-    return _cached("tflite", build)
+    out = os.path.join(temp_dir("tflite"), "vae.tflite")
+    return export.export_tflite(saved_model_dir(), out, quantize="float32")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,6 +135,7 @@ def wait_for(predicate, timeout, process=None, interval=0.01):
 # Storage.
 
 
+@functools.cache
 def _can_mount():
     probe = tempfile.mkdtemp(prefix="keras_vae_rel_probe_")
     try:
@@ -184,7 +163,7 @@ def can_mount():
     """
     if os.environ.get("KERAS_VAE_TEST_NO_MOUNT") == "1":
         return False
-    return _cached("can_mount", _can_mount)
+    return _can_mount()
 
 
 @contextlib.contextmanager
