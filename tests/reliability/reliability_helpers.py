@@ -86,6 +86,24 @@ def tflite_path():
 # Subprocesses.
 
 
+def sigkill_when(process, predicate, timeout, interval=0.01):
+    """SIGKILLs `process` as soon as `predicate()` holds (or at `timeout`).
+
+    Returns `(reached, alive, output)`: whether the predicate held, whether the process was
+    still running when the signal went out, and its combined output. Never leaves it running.
+    """
+    try:
+        reached = wait_for(predicate, timeout, process, interval=interval)
+        alive = process.poll() is None
+        process.send_signal(signal.SIGKILL)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return reached, alive, output
+
+
 def python_env():
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -87,14 +87,7 @@ def test_killed_export_leaves_earlier_versions_and_the_highest_version_complete(
         process = helpers.start_python(
             ["-m", "export", str(model_path), "--out", str(base), "--version", "2"]
         )
-        try:
-            midway = helpers.wait_for(temp_with_variables, 240, process, interval=0.002)
-            process.send_signal(signal.SIGKILL)
-            output = process.communicate(timeout=60)[0]
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        midway, _, output = helpers.sigkill_when(process, temp_with_variables, 240, interval=0.002)
     assert midway, output[-3000:]
     assert process.returncode == -signal.SIGKILL
     assert watcher.polls > 0 and watcher.incomplete == []

@@ -68,17 +68,11 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_without_lost_or_doubled
         "--run-dir", str(run_dir),
     ]  # fmt: skip
     process = helpers.start_python(command)
-    try:
-        # Kill as soon as two epochs are recorded: the process is then inside epoch 2 (or still
-        # writing epoch 1's backup), never at a clean stopping point.
-        progressed = helpers.wait_for(lambda: len(history_rows(run_dir)) >= 2, 240, process)
-        alive = process.poll() is None
-        process.send_signal(signal.SIGKILL)
-        output = process.communicate(timeout=60)[0]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    # Kill as soon as two epochs are recorded: the process is then inside epoch 2 (or still
+    # writing epoch 1's backup), never at a clean stopping point.
+    progressed, alive, output = helpers.sigkill_when(
+        process, lambda: len(history_rows(run_dir)) >= 2, 240
+    )
     assert progressed and alive, output[-3000:]
     assert process.returncode == -signal.SIGKILL
     killed_at = history_epochs(run_dir)
