@@ -61,7 +61,8 @@ def export_all(
         out_dir: str. Output folder.
         name: str. Model name (TF Serving's MODEL_NAME).
         version: int. SavedModel version folder.
-        representative_data: array `(N, *data_shape)` or None. Calibration data for "int8".
+        representative_data: array `(N, *data_shape)` or None. Examples on which the "int8"
+            sidecar reports the decode error (calibration uses prior draws).
         quantizations: iterable of str. TFLite variants to write (may be empty).
         overwrite: bool. Replace an existing version and existing TFLite files.
         max_samples: int. Cap on `num_samples` per `sample` request of the SavedModel.

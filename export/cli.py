@@ -46,7 +46,7 @@ def _parser():
     parser.add_argument(
         "--representative-data",
         metavar="NPY",
-        help="a .npy of training examples (N, *data_shape) to calibrate int8 (default: prior)",
+        help="a .npy of examples (N, *data_shape): the int8 sidecar reports the decode error on them",
     )
     parser.add_argument(
         "--max-samples",

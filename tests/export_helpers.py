@@ -64,7 +64,7 @@ def saved_model():
 
 @functools.cache
 def tflite(quantize):
-    """Path of `vae()`'s `.tflite` for `quantize` (int8 calibrated on digits)."""
+    """Path of `vae()`'s `.tflite` for `quantize` (int8 with its error on digits in the sidecar)."""
     out = os.path.join(tempfile.mkdtemp(prefix="keras_vae_tflite_"), f"vae-{quantize}.tflite")
     return export.export_tflite(
         saved_model()[1], out, quantize=quantize, representative_data=digits()[:256]

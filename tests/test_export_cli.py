@@ -43,7 +43,8 @@ def test_exports_a_run_dir(run_dir, tmp_path, capsys):
     assert decode(z=z)["x"].shape == (2, 8, 8, 1)
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["version"] == 3 and meta["quantization"] == "int8"
-    assert meta["calibration"] == "prior and representative_data"
+    assert meta["calibration"] == "prior (sample's draws, shared by decode)"
+    assert meta["decode_error_on_data"]["examples"] == 64
 
     # The same command again must not replace version 3.
     mtime = os.path.getmtime(saved / "saved_model.pb")

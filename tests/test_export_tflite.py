@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from export_helpers import copy_version, digits, saved_model, serving_section, tflite, vae
+from tensorflow.lite.python import schema_py_generated as schema
 
 import export
 from export import rng
@@ -145,9 +146,39 @@ def test_sidecar_describes_the_model():
     assert meta["data_shape"] == [8, 8, 1] and meta["output_shape"] == [-1, 8, 8, 1]
     assert meta["likelihood"] == "bernoulli"
     assert meta["version"] == 1 and meta["quantization"] == "int8"
-    assert meta["calibration"] == "prior and representative_data"
+    assert meta["calibration"] == "prior (sample's draws, shared by decode)"
     assert meta["size_bytes"] == os.path.getsize(tflite("int8"))
     assert set(meta["signatures"]) == {"decode", "sample"}
+
+
+def test_int8_sidecar_reports_the_error_on_the_given_data():
+    with open(export.sidecar_path(tflite("int8"))) as f:
+        reported = json.load(f)["decode_error_on_data"]
+    # Recomputed here: LiteRT's int8 decode against Keras on the posterior means of the data.
+    x = digits()[:256]
+    z = np.asarray(vae().encode(x)[0])
+    error = np.abs(_runner("int8", "decode")(z=z)["x"] - np.asarray(vae().decode(z)))
+    assert reported["examples"] == 256
+    np.testing.assert_allclose(reported["max_abs"], error.max(), atol=1e-5)
+    np.testing.assert_allclose(reported["mean_abs"], error.mean(), atol=1e-6)
+    assert 0 < reported["mean_abs"] < 0.02
+    with open(export.sidecar_path(tflite("float32"))) as f:
+        assert json.load(f)["decode_error_on_data"] is None
+
+
+def test_int8_signatures_share_one_quantization():
+    """Calibrated on the same latents, decode and sample quantize the decoder alike: decoding the
+    z that sample returned gives its x (to one int8 output step), and each int32 bias is stored
+    once for both signatures."""
+    sample = _runner("int8", "sample")(
+        num_samples=np.array(32, np.int32), seed=np.array(5, np.int32)
+    )
+    decoded = _runner("int8", "decode")(z=sample["z"])["x"]
+    assert np.abs(decoded - sample["x"]).max() <= 1 / 255 + 1e-6
+    with open(tflite("int8"), "rb") as f:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(f.read(), 0))
+    contents = [bytes(b.data) for b in model.buffers if b.data is not None and len(b.data) >= 64]
+    assert len(contents) == len(set(contents)), "a constant is stored twice"
 
 
 def test_wrong_latent_shape_fails():
