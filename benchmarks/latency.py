@@ -124,6 +124,70 @@ def decoders(model, paths):
     return out
 
 
+# File sizes as the decoder grows: the two workloads above and MNIST-size MLPs. Not trained: a
+# file's size depends on the layers' shapes, as long as no weight is a constant the converter
+# can fold (a fresh model's zero biases are dropped), so every weight is drawn at random.
+SIZE_CASES = {
+    "mlp 8x8, 256-128, latent 4": {"shape": (8, 8, 1), "arch": "mlp", "latent_dim": 4},
+    "conv 28x28, latent 2": {"shape": (28, 28, 1), "arch": "conv", "latent_dim": 2},
+    "mlp 28x28, 256-128, latent 2": {"shape": (28, 28, 1), "arch": "mlp", "latent_dim": 2},
+    "mlp 28x28, 512-256, latent 16": {
+        "shape": (28, 28, 1),
+        "arch": "mlp",
+        "latent_dim": 16,
+        "hidden_units": (512, 256),
+    },
+}
+SIZE_QUANTIZATIONS = ("float32", "dynamic", "int8")
+
+
+def file_parts(path):
+    """`(constant bytes, other bytes)` of a `.tflite`: weights and biases vs graph and metadata."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    with open(path, "rb") as f:
+        content = f.read()
+    model = schema.Model.GetRootAsModel(content, 0)
+    constants = sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength()))
+    return constants, len(content) - constants
+
+
+def size_scaling(quick=False):
+    """float32, dynamic and int8 `.tflite` sizes of decoders from 65k to 700k weights.
+
+    Each file is split into constants (weights, biases) and the rest (the two signatures'
+    graphs, the sampler's integer hash, names, metadata), which does not grow with the model.
+    """
+    import export
+
+    rows = []
+    cases = list(SIZE_CASES.items())[: 3 if quick else None]
+    for name, case in cases:
+        print(f"latency: sizes: {name}", flush=True)
+        kwargs = {"hidden_units": case["hidden_units"]} if "hidden_units" in case else {}
+        model = keras_vae.build_vae(
+            case["shape"], latent_dim=case["latent_dim"], arch=case["arch"], seed=0, **kwargs
+        )
+        rng = np.random.default_rng(0)
+        for weight in model.weights:
+            weight.assign(0.05 * rng.standard_normal(weight.shape).astype("float32"))
+        with tempfile.TemporaryDirectory(prefix="kvae-size-") as out:
+            paths = export.export_all(model, out, quantizations=SIZE_QUANTIZATIONS)
+            files = {q: file_parts(paths[f"tflite_{q}"]) for q in SIZE_QUANTIZATIONS}
+        float32 = sum(files["float32"])
+        rows.append(
+            {
+                "model": name,
+                "decoder_weights": int(model.decoder.count_params()),
+                **{f"{q}_bytes": sum(files[q]) for q in SIZE_QUANTIZATIONS},
+                **{f"{q}_share": sum(files[q]) / float32 for q in ("dynamic", "int8")},
+                "int8_constant_bytes": files["int8"][0],
+                "int8_other_bytes": files["int8"][1],
+            }
+        )
+    return rows
+
+
 def run(quick=False, archs=("mlp", "conv"), keep_dir=None):
     """Measures decode latency per path and batch; returns rows, sizes and skip reasons.
 
@@ -165,6 +229,8 @@ def run(quick=False, archs=("mlp", "conv"), keep_dir=None):
                     }
                 )
     result = {"rows": rows, "sizes_bytes": sizes, "skipped": skipped, "exported": exported}
+    if not skipped:
+        result["size_scaling"] = size_scaling(quick)
     result["targets"] = _targets(result)
     return result
 
@@ -210,6 +276,36 @@ def markdown(result):
     if size_rows:
         lines += [
             common.markdown_table(["model", "file", "KiB", "of TFLite float32"], size_rows),
+            "",
+        ]
+    if result.get("size_scaling"):
+        lines += [
+            "File sizes as the decoder grows (models of these shapes with random weights; constants are "
+            "weights and biases, the rest is the graph of both signatures and metadata):",
+            "",
+            common.markdown_table(
+                [
+                    "model",
+                    "decoder weights",
+                    "float32 KiB",
+                    "dynamic KiB",
+                    "int8 KiB",
+                    "int8: constants KiB",
+                    "int8: rest KiB",
+                ],
+                [
+                    [
+                        r["model"],
+                        f"{r['decoder_weights']:,}",
+                        f"{r['float32_bytes'] / 1024:,.1f}",
+                        f"{r['dynamic_bytes'] / 1024:,.1f} ({100 * r['dynamic_share']:.0f}%)",
+                        f"{r['int8_bytes'] / 1024:,.1f} ({100 * r['int8_share']:.0f}%)",
+                        f"{r['int8_constant_bytes'] / 1024:,.1f}",
+                        f"{r['int8_other_bytes'] / 1024:,.1f}",
+                    ]
+                    for r in result["size_scaling"]
+                ],
+            ),
             "",
         ]
     for arch, entry in result["targets"].items():

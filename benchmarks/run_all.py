@@ -58,16 +58,16 @@ def targets(results):
                 out.append(
                     (f"{arch} TFLite batch-1 decode p50 >= 10x Keras predict", f"{s:.0f}x", s >= 10)
                 )
-            if "int8_size_share" in entry:
-                for key, name in (("int8_size_share", "int8"), ("dynamic_size_share", "dynamic")):
-                    share = entry[key]
-                    out.append(
-                        (
-                            f"{arch} TFLite {name} file <= 30% of float32",
-                            f"{100 * share:.0f}%",
-                            share <= 0.3,
-                        )
-                    )
+        for row in lat.get("size_scaling", []):
+            share = row["int8_share"]
+            out.append(
+                (
+                    f"TFLite int8 file <= 30% of float32: {row['model']} "
+                    f"({row['decoder_weights']:,} decoder weights)",
+                    f"{100 * share:.0f}%",
+                    share <= 0.3,
+                )
+            )
     qual = results.get("quality")
     if qual:
         for row in qual["comparisons"]:

@@ -59,7 +59,9 @@ def load_case_data(arch, quick):
     """Training examples for `arch`, tiled so one epoch lasts long enough to time."""
     loader = common.load_digits if CASES[arch]["data"] == "digits" else common.load_digits28
     x_train, _ = loader()
-    n = {"mlp": (4096, 8192), "conv": (512, 512)}[arch][0 if quick else 1]
+    # About 1.5 s per full epoch on 2 cores: long enough that fit's per-call set-up and the
+    # machine's jitter stay small next to the work (a 0.4 s epoch moved ratios by +-20%).
+    n = {"mlp": (4096, 32768), "conv": (512, 2048)}[arch][0 if quick else 1]
     return common.tile_to(x_train, n)
 
 
@@ -311,7 +313,7 @@ def run(quick=False, archs=("mlp", "conv"), recommended=None):
         factor's fastest value in this run's sweep, kept if >= 1.03x) and, with conv,
         `layers`.
     """
-    repeats = 2 if quick else 4
+    repeats = 2 if quick else 5
     sweep_repeats = 2 if quick else 3
     # The matmul rate is sampled before, between and after the training runs, and the median
     # of those samples is the yardstick: the machine's speed drifts when it is shared.

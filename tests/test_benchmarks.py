@@ -4,6 +4,8 @@ No timings are asserted anywhere; these only check that the figures the benchmar
 computed from a working reference and a correct count.
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -56,3 +58,19 @@ def test_reference_recipe_trains_with_a_finite_falling_loss():
     iwae = np.mean(reference.reference_log_likelihood(model, x_test[:32], 50, seed=0))
     assert np.isfinite(elbo) and np.isfinite(iwae)
     assert iwae > elbo
+
+
+def test_tflite_file_parts_split_constants_from_the_graph():
+    from export_helpers import tflite, vae
+
+    from benchmarks import latency
+
+    for quantize, bytes_per_weight in (("float32", 4), ("int8", 1)):
+        path = tflite(quantize)
+        constants, rest = latency.file_parts(path)
+        assert constants + rest == os.path.getsize(path)
+        # Every decoder weight is stored (int8 biases are int32, hence >=), and nothing else
+        # big: the rest is the graph, a few KiB.
+        assert constants >= bytes_per_weight * vae().decoder.count_params()
+        assert constants <= 4 * vae().decoder.count_params() + 4096
+        assert 1024 < rest < 64 * 1024
