@@ -40,6 +40,15 @@ def _eager_decoder(model):
     return fn
 
 
+def _reparameterize(posterior, eps):
+    """z = mu + sigma * eps for standard normal `eps` (any leading sample dimensions).
+
+    What `posterior.sample()` computes, written out so the gradient flows to mu and sigma and
+    the step carries no bijector bookkeeping (measured ~2% of the MLP step, benchmarks/).
+    """
+    return posterior.loc + posterior.scale.diag * eps
+
+
 def _static_shape(tensor_or_model_shape):
     return tuple(None if d is None else int(d) for d in tensor_or_model_shape)
 
@@ -145,27 +154,35 @@ class VAE(keras.Model):
                 f"received shape {shape}."
             )
         x = tf.cast(x, self.compute_dtype)
-        checks = [
-            tf.debugging.assert_all_finite(
-                x, "keras_vae.VAE: inputs contain NaN or inf; expected finite values."
-            )
-        ]
+        # One cheap test per batch (NaN fails every comparison); the messages, with the values
+        # that broke it, are computed only in the branch that raises.
         if self.likelihood.requires_unit_interval:
-            lo, hi = tf.reduce_min(x), tf.reduce_max(x)
-            checks.append(
-                tf.debugging.Assert(
-                    tf.logical_and(lo >= 0.0, hi <= 1.0),
-                    [
-                        "keras_vae.VAE: likelihood='bernoulli' needs pixels in [0, 1]; received "
-                        "min and max:",
-                        lo,
-                        hi,
-                        "Divide 0..255 images by 255, or use likelihood='gaussian'.",
-                    ],
-                )
-            )
-        with tf.control_dependencies(checks):
+            ok = tf.reduce_all(tf.logical_and(x >= 0.0, x <= 1.0))
+        else:
+            ok = tf.reduce_all(tf.math.is_finite(x))
+        checked = tf.cond(ok, lambda: tf.constant(True), lambda: self._input_error(x))
+        with tf.control_dependencies([checked]):
             return tf.identity(x)
+
+    def _input_error(self, x):
+        """Raises (as a graph assertion) the error that describes what is wrong with `x`."""
+        finite = tf.debugging.assert_all_finite(
+            x, "keras_vae.VAE: inputs contain NaN or inf; expected finite values."
+        )
+        with tf.control_dependencies([finite]):
+            lo, hi = tf.reduce_min(x), tf.reduce_max(x)
+        failed = tf.debugging.Assert(
+            False,
+            [
+                "keras_vae.VAE: likelihood='bernoulli' needs pixels in [0, 1]; received "
+                "min and max:",
+                lo,
+                hi,
+                "Divide 0..255 images by 255, or use likelihood='gaussian'.",
+            ],
+        )
+        with tf.control_dependencies([failed]):
+            return tf.constant(False)
 
     def _check_latents(self, z):
         z = tf.convert_to_tensor(z) if not tf.is_tensor(z) else z
@@ -221,8 +238,7 @@ class VAE(keras.Model):
         kl = objectives.kl_to_standard_normal(posterior)
         self.add_loss(self.beta * tf.reduce_mean(kl))
         if sample_posterior:
-            # MultivariateNormalDiag is loc + scale * eps: its bijector is the reparameterization.
-            z = posterior.bijector.forward(self._posterior_noise(tf.shape(kl)[0]))
+            z = _reparameterize(posterior, self._posterior_noise(tf.shape(kl)[0]))
         else:
             z = posterior.mean()
         params = self.decoder(z, training=training)
@@ -271,7 +287,7 @@ class VAE(keras.Model):
             # Gradients are summed across replicas: dividing by their number makes N replicas
             # on N slices of the global batch take the same step as one device on all of it.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = objective / replicas
+            scaled = objective / replicas if replicas > 1 else objective
         grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
         return self._update_metrics(reconstruction, kl)
@@ -326,7 +342,7 @@ class VAE(keras.Model):
         eps = keras.random.normal(
             tf.shape(posterior.mean()), seed=self.seed_generator if seed is None else seed
         )
-        z = posterior.bijector.forward(eps)
+        z = _reparameterize(posterior, eps)
         x = tf.cast(x, z.dtype)
         log_px = self.likelihood.log_prob(x, self.decoder(z))
         return log_px - objectives.kl_to_standard_normal(posterior)
@@ -360,7 +376,7 @@ class VAE(keras.Model):
             eps = keras.random.normal(
                 (k, tf.shape(x)[0], self.latent_dim), seed=chunk_seed, dtype=x.dtype
             )
-            z = posterior.bijector.forward(eps)
+            z = _reparameterize(posterior, eps)
             log_px = self._decoder_log_prob(x, z)
             weights.append(log_px + prior.log_prob(z) - posterior.log_prob(z))
         return tf.concat(weights, axis=0)
