@@ -120,6 +120,18 @@ def test_resuming_with_a_different_config_is_refused(digits_run, capsys):
     assert "different config" in err and "latent_dim: 2 -> 3" in err
 
 
+def test_fewer_epochs_than_the_run_has_trained_are_refused(digits_run, capsys):
+    config_before = open(os.path.join(digits_run, "config.json")).read()
+    done = json.load(open(os.path.join(digits_run, "backup", "state.json")))["epoch"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*SHORT, "--epochs", str(done - 1), "--run-dir", digits_run, *QUICK])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"already trained {done} epochs; --epochs {done - 1} asks for fewer" in err
+    # The run's config still says what its model is.
+    assert open(os.path.join(digits_run, "config.json")).read() == config_before
+
+
 def test_help_shows_examples():
     out = subprocess.run(
         [sys.executable, "-m", "training", "--help"], capture_output=True, text=True, env=ENV,

@@ -28,13 +28,31 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good model.keras is left in place."""
 
 
+def _check_not_past(state_path, run_dir, epochs):
+    """Refuses --epochs below what the run has trained: only the last epoch's weights are kept,
+    so the run cannot give an earlier epoch's model, and must not pass the later one off as it."""
+    try:
+        with open(state_path, encoding="utf-8") as f:
+            done = int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable state is restore()'s to report
+    if done > epochs:
+        raise ConfigError(
+            f"The run in {run_dir!r} has already trained {done} epochs; --epochs {epochs} asks "
+            f"for fewer, and earlier epochs' weights are not kept. Pass --epochs {done} or more "
+            "to continue it, or choose a new --run-dir."
+        )
+
+
 def _prepare_run_dir(run_dir, config):
     backup_dir = os.path.join(run_dir, "backup")
     config_path = os.path.join(run_dir, "config.json")
     try:
         os.makedirs(run_dir, exist_ok=True)
-        if os.path.exists(os.path.join(backup_dir, "state.json")) and os.path.exists(config_path):
+        state_path = os.path.join(backup_dir, "state.json")
+        if os.path.exists(state_path) and os.path.exists(config_path):
             check_resumable(read_config(config_path), config)
+            _check_not_past(state_path, run_dir, config.epochs)
         from training.callbacks import atomic_write_text
 
         atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
