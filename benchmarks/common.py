@@ -1,5 +1,6 @@
 """What every benchmark shares: data, timing statistics, FLOP counts, the machine, result files."""
 
+import argparse
 import datetime
 import json
 import math
@@ -248,3 +249,12 @@ def fmt(value, digits=3):
     magnitude = math.floor(math.log10(abs(value)))
     decimals = max(0, digits - 1 - magnitude)
     return f"{value:,.{decimals}f}"
+
+
+def run_per_arch(doc, cases, run, markdown, argv=None):
+    """The command line of a benchmark part that runs per workload: `[--quick] [--arch A]...`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--arch", choices=sorted(cases), action="append")
+    args = parser.parse_args(argv)
+    print(markdown(run(quick=args.quick, archs=tuple(args.arch or cases))))

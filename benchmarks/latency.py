@@ -8,7 +8,6 @@ int8, full int8) run by LiteRT's `Interpreter` through its signature runner, as 
 Run on its own: `python -m benchmarks.latency [--quick]`.
 """
 
-import argparse
 import os
 import tempfile
 import traceback
@@ -320,11 +319,7 @@ def markdown(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--arch", choices=sorted(CASES), action="append")
-    args = parser.parse_args(argv)
-    print(markdown(run(quick=args.quick, archs=tuple(args.arch or CASES))))
+    common.run_per_arch(__doc__, CASES, run, markdown, argv)
 
 
 if __name__ == "__main__":

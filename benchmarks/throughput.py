@@ -9,7 +9,6 @@ medians of the per-repeat ratios.
 Run on its own: `python -m benchmarks.throughput [--quick]`.
 """
 
-import argparse
 import time
 
 import keras
@@ -444,12 +443,7 @@ def markdown(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--arch", choices=sorted(CASES), action="append")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick, archs=tuple(args.arch or CASES))
-    print(markdown(result))
+    common.run_per_arch(__doc__, CASES, run, markdown, argv)
 
 
 if __name__ == "__main__":
