@@ -158,6 +158,12 @@ def paired_ratio(a, b, key="rates"):
     return float(np.median(np.asarray(a[key]) / np.asarray(b[key])))
 
 
+def ratio_range(a, b, key="rates"):
+    """`(lowest, highest)` of the per-round ratios rate_a / rate_b: the run's own noise."""
+    ratios = np.asarray(a[key]) / np.asarray(b[key])
+    return float(ratios.min()), float(ratios.max())
+
+
 def _config_key(config):
     return tuple(sorted(config.items()))
 
@@ -377,7 +383,7 @@ def markdown(result):
                 "setting",
                 "keras-vae ex/s",
                 "reference ex/s",
-                "ratio",
+                "ratio (rounds' range)",
                 "CPU-time ratio",
                 "train MFLOP/ex",
                 "keras-vae GFLOP/s",
@@ -389,7 +395,9 @@ def markdown(result):
                     r["setting"],
                     common.fmt(r["keras_vae"]["median"]),
                     common.fmt(r["reference"]["median"]),
-                    f"{r['ratio']:.2f}",
+                    "{:.2f} ({:.2f} to {:.2f})".format(
+                        r["ratio"], *ratio_range(r["keras_vae"], r["reference"])
+                    ),
                     f"{r['cpu_ratio']:.2f}",
                     common.fmt(r["train_flops_per_example"] / 1e6),
                     common.fmt(r["keras_vae"]["flops_per_s"] / 1e9),
