@@ -107,12 +107,13 @@ def _calibration(float_model):
     """A representative dataset in the (signature, inputs) form the TFLite calibrator takes.
 
     Both signatures see the same latents: the prior draws that `sample` makes for the
-    calibration seeds, read from the float TFLite model (the kernels the calibrator runs, so
-    the values match to the bit). The decoder's activations then get one set of ranges, so the
-    converter writes each int32 bias once for both signatures (for the conv decoder's 3136-unit
-    Dense, 12 KiB less), and on a device `decode(z)` gives exactly the `x` that `sample`
-    returned with `z`. The prior is the distribution the decoder serves on a device: these
-    signatures generate, and a trained VAE's posterior latents lie inside it.
+    calibration seeds, read from the float TFLite model (TFLite's kernels, as in the
+    calibrator, rather than the NumPy twin, which may differ in the last bit). The decoder's
+    activations then get one set of ranges, so the converter writes each int32 bias once for
+    both signatures (for the conv decoder's 3136-unit Dense, 12 KiB less), and on a device
+    `decode(z)` gives the `x` that `sample` returned with `z` (to one int8 output step). The
+    prior is the distribution the decoder serves on a device: these signatures generate, and
+    a trained VAE's posterior latents lie inside it.
     """
     sample = Interpreter(model_content=float_model).get_signature_runner("sample")
     count = np.array(_CALIBRATION_BATCH, np.int32)
