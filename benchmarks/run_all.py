@@ -5,7 +5,7 @@
     python -m benchmarks.run_all --mnist ~/data/mnist.npz   # adds MNIST to the quality table
 
 Writes `latest.json`, `latest.md` and `log_px_vs_k.png` to `benchmarks/results/` (a `--quick`
-run writes to a temporary folder unless `--out` is given). Figures are medians over repeats,
+or `--only` run writes to a temporary folder unless `--out` is given). Figures are medians over repeats,
 measured after warm-up in this one run; nothing here asserts anything.
 """
 
@@ -125,8 +125,12 @@ def main(argv=None):
     parser.add_argument("--mnist", help="path of a local mnist.npz to add to the quality table")
     parser.add_argument("--out", help="results folder (default benchmarks/results/)")
     args = parser.parse_args(argv)
+    # Only a full run of every part replaces the committed results; a partial or quick one
+    # would overwrite them with a subset.
     out_dir = args.out or (
-        tempfile.mkdtemp(prefix="keras-vae-bench-quick-") if args.quick else common.RESULTS_DIR
+        tempfile.mkdtemp(prefix="keras-vae-bench-")
+        if args.quick or args.only
+        else common.RESULTS_DIR
     )
     sections = args.only or SECTIONS
     started = time.perf_counter()
