@@ -6,6 +6,7 @@ must be set before TensorFlow starts, and must not leak into other tests.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -81,9 +82,8 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-def test_two_workers_train_together_to_identical_weights(tmp_path):
-    run_dir = str(tmp_path / "run")
+def _two_workers(run_dir, *flags):
+    """Runs `python -m training` as two MultiWorkerMirroredStrategy workers on localhost."""
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     processes = []
     for index in range(2):
@@ -91,7 +91,7 @@ def test_two_workers_train_together_to_identical_weights(tmp_path):
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "training", "--strategy", "multi-worker", *TINY, *QUICK,
-                 "--run-dir", run_dir],
+                 *flags, "--run-dir", run_dir],
                 env={**ENV, "TF_CONFIG": json.dumps(tf_config)},
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
@@ -104,6 +104,12 @@ def test_two_workers_train_together_to_identical_weights(tmp_path):
                 p.kill()
     for p, (_, err) in zip(processes, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
+
+
+@pytest.mark.slow
+def test_two_workers_train_together_to_identical_weights(tmp_path):
+    run_dir = str(tmp_path / "run")
+    _two_workers(run_dir)
     chief, other = f"{run_dir}/model.keras", f"{run_dir}/workers/worker_1/model.keras"
     assert _max_difference(chief, other) == 0.0
     # The chief writes the run's pictures and numbers; the other worker only its own state.
@@ -136,3 +142,23 @@ def test_multi_worker_needs_a_valid_tf_config(monkeypatch):
 def test_mirrored_on_a_missing_device_fails_clearly():
     with pytest.raises(ConfigError, match="does not exist here"):
         make_strategy("mirrored", "/gpu:7")
+
+
+@pytest.mark.slow
+def test_two_workers_resume_a_stopped_run_as_if_never_stopped(tmp_path):
+    # One epoch, then the same command with --epochs 2 (what a restarted cluster runs), against
+    # two epochs in one go: each worker restores its own backup and the data stream its epoch.
+    resumed, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
+    _two_workers(resumed)
+    after_one = str(tmp_path / "after_one.keras")
+    shutil.copy(f"{resumed}/model.keras", after_one)
+    _two_workers(resumed, "--epochs", "2")
+    _two_workers(straight, "--epochs", "2")
+    assert _max_difference(f"{resumed}/model.keras", f"{straight}/model.keras") < 1e-5
+    # ... and the second epoch did train, so the agreement is not trivial.
+    assert _max_difference(after_one, f"{resumed}/model.keras") > 1e-4
+    other = "workers/worker_1/model.keras"
+    assert _max_difference(f"{resumed}/{other}", f"{resumed}/model.keras") == 0.0
+    for run_dir in (resumed, f"{resumed}/workers/worker_1"):
+        with open(f"{run_dir}/history.csv") as f:
+            assert len(f.read().strip().splitlines()) == 1 + 2  # header and two epochs
