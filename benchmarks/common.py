@@ -6,12 +6,13 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from training.files import atomic_write_text
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -43,25 +44,6 @@ def load_digits28(seed=0):
     """The digits upsampled to MNIST's 28x28: a realistic-size image set for the conv models."""
     x_train, x_test = load_digits(seed)
     return resize_images(x_train, 28), resize_images(x_test, 28)
-
-
-def load_mnist(path):
-    """A local MNIST copy in the Keras `mnist.npz` layout: `(x_train, x_test)` `[N, 28, 28, 1]`."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--mnist expects the path of an mnist.npz file; {path!r} does not exist.")
-    with np.load(path) as data:
-        missing = {"x_train", "x_test"} - set(data.files)
-        if missing:
-            raise ValueError(
-                f"{path} has arrays {sorted(data.files)}; expected x_train and x_test "
-                "(the keras.datasets.mnist layout)."
-            )
-        x_train, x_test = data["x_train"], data["x_test"]
-    scale = 255.0 if x_train.max() > 1.0 else 1.0
-    return (
-        (x_train.astype("float32") / scale).reshape(-1, 28, 28, 1),
-        (x_test.astype("float32") / scale).reshape(-1, 28, 28, 1),
-    )
 
 
 def tile_to(x, n):
@@ -212,23 +194,8 @@ def machine_line(info):
     )
 
 
-def write_atomic(path, data, mode="w"):
-    """Writes `data` (str or bytes) to `path` through a temp file and `os.replace`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates files only the owner can read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_json(path, obj):
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def markdown_table(headers, rows):

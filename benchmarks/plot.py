@@ -1,11 +1,11 @@
 """A small line chart with error bars, drawn with Pillow (no plotting library needed)."""
 
-import io
 import math
 
 from PIL import Image, ImageDraw, ImageFont
 
 from benchmarks import common
+from training.files import atomic_write
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"]
 
@@ -110,7 +110,4 @@ def line_plot(path, series, title, x_label, y_label, log_x=True, size=(900, 560)
         draw.line([width - right - 260, ly, width - right - 230, ly], fill=color, width=3)
         draw.text((width - right - 222, ly), s["name"], fill="black", font=small, anchor="lm")
 
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    common.write_atomic(path, buffer.getvalue(), mode="wb")
-    return path
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), suffix=".png")

@@ -102,6 +102,11 @@ def estimator_sweep(model, x, ks, repeats):
 def run(quick=False, mnist=None, plot_path=None):
     """Runs the quality benchmarks; returns `comparisons`, `estimators` and the plot's path."""
     epochs = 3 if quick else 20
+    if mnist:
+        # Loaded (and checked) first, so a bad path fails before minutes of digits training.
+        from training.data import load_dataset
+
+        mnist_data = load_dataset(mnist)
     x_train, x_test = common.load_digits()
     comparisons = []
     sweep_model = None
@@ -113,7 +118,7 @@ def run(quick=False, mnist=None, plot_path=None):
     if mnist:
         # A subset keeps the run within minutes on a CPU: 10000 training images, and 200 held
         # out (K = 1000 decodes per held-out image).
-        mx_train, mx_test = common.load_mnist(mnist)
+        mx_train, mx_test = mnist_data.x_train, mnist_data.x_test
         n_train, n_test, mnist_epochs = (2048, 64, 1) if quick else (10000, 200, 5)
         for arch in ("mlp", "conv"):
             row, _ = compare_quality(

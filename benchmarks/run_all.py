@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # `python benchmarks/run_all.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common, latency, memory, quality, throughput  # noqa: E402
+from training.files import atomic_write_text  # noqa: E402
 
 SECTIONS = ("throughput", "latency", "memory", "quality")
 
@@ -166,7 +167,7 @@ def main(argv=None):
     results["targets"] = targets(results)
     text = render(results)
     common.write_json(os.path.join(out_dir, "latest.json"), results)
-    common.write_atomic(os.path.join(out_dir, "latest.md"), text)
+    atomic_write_text(os.path.join(out_dir, "latest.md"), text)
     print(text)
     print(f"Wrote {out_dir}/latest.json, latest.md and the plot.")
 

@@ -166,8 +166,8 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
         saved_model_dir: str. The version folder written by `export_saved_model`.
         out_path: str. Where to write the `.tflite`; the sidecar JSON goes beside it.
         quantize: str. "float32", "float16" (weights), "dynamic" (int8 weights, float
-            activations) or "int8" (int8 weights and activations calibrated on data, float
-            inputs and outputs).
+            activations) or "int8" (int8 weights and activations calibrated on prior draws,
+            float inputs and outputs).
         representative_data: array `(N, *data_shape)` or None. Examples for "int8": the
             sidecar JSON then records the int8 `decode` error against the float SavedModel on
             their posterior means (up to 256 of them). Calibration itself uses prior draws,
@@ -183,9 +183,9 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
     saved_model_dir = os.fspath(saved_model_dir)
     meta = read_metadata(saved_model_dir)
     data = None
-    if representative_data is not None and quantize == "int8":
-        data = _check_representative_data(representative_data, meta)[:_MAX_ERROR_EXAMPLES]
     if quantize == "int8":
+        if representative_data is not None:
+            data = _check_representative_data(representative_data, meta)[:_MAX_ERROR_EXAMPLES]
         content = _convert(
             saved_model_dir, "int8", _calibration(_convert(saved_model_dir, "float32"))
         )

@@ -169,7 +169,7 @@ def main(argv=None):
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.json:
-        from training.callbacks import atomic_write_text
+        from training.files import atomic_write_text
 
         atomic_write_text(args.json, text + "\n")
     return 0

@@ -22,6 +22,7 @@ import time
 
 from training import distribute
 from training.config import ConfigError, TrainConfig, check_resumable, read_config
+from training.files import atomic_write_text
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,8 +54,6 @@ def _prepare_run_dir(run_dir, config):
         if os.path.exists(state_path) and os.path.exists(config_path):
             check_resumable(read_config(config_path), config)
             _check_not_past(state_path, run_dir, config.epochs)
-        from training.callbacks import atomic_write_text
-
         atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
     except OSError as e:
         raise OSError(
@@ -65,7 +64,6 @@ def _prepare_run_dir(run_dir, config):
 
 
 def _untrained_metrics(model, x, seed, backup_dir, initial_epoch):
-    from training.callbacks import atomic_write_text
     from training.evaluate import evaluate
 
     path = os.path.join(backup_dir, "untrained.json")
@@ -294,7 +292,7 @@ def train(config, run_dir):
         "units": "nats per example; bits_per_dim = nats / (dims * ln 2)",
     }
     metrics_path = os.path.join(out_dir, "metrics.json")
-    callbacks_lib.atomic_write_text(metrics_path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(metrics_path, json.dumps(report, indent=2) + "\n")
     files["metrics.json"] = metrics_path
 
     if config.export:
