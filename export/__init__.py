@@ -24,7 +24,7 @@ _LAZY = {
     "sidecar_path": "export.tflite",
     "QUANTIZATIONS": "export.tflite",
 }
-_SUBMODULES = ("rng", "saved_model", "tflite", "cli")
+_SUBMODULES = ("saved_model", "tflite", "cli")
 
 
 def __getattr__(name):

@@ -13,7 +13,7 @@ dimension:
 
 `sample` is capped at `max_samples` per request, so one request cannot make a server allocate
 unbounded memory; `seed >= 0` gives a repeatable draw (the same on a server and in the TFLite
-model, see `export.rng`), `seed < 0` a fresh one per call. `log_likelihood` is the importance
+model, see `keras_vae.rng`), `seed < 0` a fresh one per call. `log_likelihood` is the importance
 weighted estimate with `iw_samples` posterior samples and a fixed seed, so a request's scores are
 repeatable.
 
@@ -35,7 +35,8 @@ import keras
 import tensorflow as tf
 
 import keras_vae
-from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_SAMPLES, rng
+from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_SAMPLES
+from keras_vae import rng
 
 # log_likelihood draws its importance samples from this fixed seed: the same request gives the
 # same scores, which is what an anomaly threshold needs.
@@ -101,7 +102,7 @@ def metadata(model, name, version, max_samples, iw_samples):
         "iw_samples": iw_samples,
         "log_likelihood_seed": LOG_LIKELIHOOD_SEED,
         "signatures": list(SIGNATURES),
-        "rng": "export.rng.standard_normal (lowbias32 counter hash + Box-Muller)",
+        "rng": "keras_vae.rng.standard_normal (lowbias32 counter hash + Box-Muller)",
     }
 
 

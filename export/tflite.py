@@ -2,7 +2,7 @@
 
 One `.tflite` file holds two signatures, `decode(z) -> x` and `sample(num_samples, seed) -> x, z`,
 built from TFLite builtin ops only, so stock LiteRT runs it without the Flex delegate. `sample`
-takes its noise from `export.rng` (an integer hash and Box-Muller): `seed >= 0` repeats a draw
+takes its noise from `keras_vae.rng` (an integer hash and Box-Muller): `seed >= 0` repeats a draw
 (the same one the SavedModel's `sample` gives), `seed < 0` draws fresh noise with TFLite's
 builtin random op on every call.
 
@@ -223,7 +223,7 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
                     "x": {"dtype": "float32", "shape": [-1, *data_shape]},
                     "z": {"dtype": "float32", "shape": [-1, latent_dim]},
                 },
-                "seed": "seed >= 0 repeats a draw (export.rng); seed < 0 draws fresh noise",
+                "seed": "seed >= 0 repeats a draw (keras_vae.rng); seed < 0 draws fresh noise",
             },
         },
     }

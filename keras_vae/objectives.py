@@ -67,7 +67,12 @@ def importance_weighted_log_likelihood(log_px_given_z, log_pz, log_qz):
     Returns:
         Tensor `[B]`, in nats.
     """
-    return log_mean_exp(log_px_given_z + log_pz - log_qz, axis=0)
+    return log_mean_exp(importance_log_weights(log_px_given_z, log_pz, log_qz), axis=0)
+
+
+def importance_log_weights(log_px_given_z, log_pz, log_qz):
+    """log w = log P(X|z) + log P(z) - log Q(z|X): the log importance weight of each sample z."""
+    return log_px_given_z + log_pz - log_qz
 
 
 def naive_log_likelihood(log_px_given_z):

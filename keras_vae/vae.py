@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import networks, objectives
+from keras_vae import estimators, networks, objectives
 
 tfd = tfp.distributions
 
@@ -38,6 +38,21 @@ def _eager_decoder(model):
         fn = tf.function(lambda z: ref()._decode_mean(z), reduce_retracing=True)
         _EAGER_DECODERS[model] = fn
     return fn
+
+
+_EAGER_ESTIMATORS = weakref.WeakKeyDictionary()
+
+
+def _eager_estimator(model, name):
+    """One traced `estimators.<name>` per model: the chunk loop runs as a graph, not in Python."""
+    fns = _EAGER_ESTIMATORS.setdefault(model, {})
+    if name not in fns:
+        ref = weakref.ref(model)
+        fns[name] = tf.function(
+            lambda x, k, seed, budget: getattr(estimators, name)(ref(), x, k, seed, budget),
+            reduce_retracing=True,
+        )
+    return fns[name]
 
 
 def _reparameterize(posterior, eps):
@@ -347,62 +362,51 @@ class VAE(keras.Model):
         log_px = self.likelihood.log_prob(x, self.decoder(z))
         return log_px - objectives.kl_to_standard_normal(posterior)
 
-    def _decoder_log_prob(self, x, z):
-        """log P(X|z) for `z` of shape `[K, B, L]` and `x` of `[B, ...]`: returns `[K, B]`."""
-        k, b = tf.shape(z)[0], tf.shape(z)[1]
-        params = self.decoder(tf.reshape(z, [-1, self.latent_dim]))
-        params = tf.reshape(params, tf.concat([[k, b], tf.shape(params)[1:]], 0))
-        return self.likelihood.log_prob(x[tf.newaxis], params)
+    def _estimate(self, name, x, num_samples, seed, memory_budget):
+        """Runs `estimators.<name>` on checked `x`; traced once per model when called eagerly."""
+        estimators.check_num_samples(num_samples)
+        estimators.pairs_per_chunk(self, num_samples, memory_budget)  # checks the budget early
+        x = self._check_inputs(x)
+        if seed is None:
+            seed = keras.random.randint((), 0, 2**31 - 1, seed=self.seed_generator)
+        seed = tf.cast(seed, tf.int32)
+        if not tf.executing_eagerly():
+            return getattr(estimators, name)(self, x, num_samples, seed, memory_budget)
+        return _eager_estimator(self, name)(x, int(num_samples), seed, int(memory_budget))
 
-    def _chunks(self, x, num_samples, max_decodes):
-        if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1; received {num_samples!r}.")
-        batch = int(x.shape[0]) if x.shape[0] is not None else 1
-        chunk = max(1, min(int(num_samples), max_decodes // max(batch, 1)))
-        return [min(chunk, num_samples - s) for s in range(0, int(num_samples), chunk)]
-
-    def iw_log_weights(self, x, num_samples, seed=None, max_decodes=65536):
+    def iw_log_weights(self, x, num_samples, seed=None, memory_budget=None):
         """log P(X|z_k) + log P(z_k) - log Q(z_k|X) for z_k ~ Q(z|X): a `[K, B]` tensor.
 
-        Decodes at most `max_decodes` latents at once, to bound memory for large K.
+        `memory_budget` (bytes, default `estimators.DEFAULT_MEMORY_BUDGET`) bounds the
+        activations decoded at once; the weights do not depend on it.
         """
-        x = self._check_inputs(x)
-        posterior = self.posterior_from_encoding(self.encoder(x))
-        prior = objectives.standard_normal_prior(self.latent_dim, x.dtype)
-        seed_arg = self.seed_generator if seed is None else seed
-        weights = []
-        for i, k in enumerate(self._chunks(x, num_samples, max_decodes)):
-            chunk_seed = seed_arg if seed is None else int(seed) + 7919 * i
-            eps = keras.random.normal(
-                (k, tf.shape(x)[0], self.latent_dim), seed=chunk_seed, dtype=x.dtype
-            )
-            z = _reparameterize(posterior, eps)
-            log_px = self._decoder_log_prob(x, z)
-            weights.append(log_px + prior.log_prob(z) - posterior.log_prob(z))
-        return tf.concat(weights, axis=0)
+        budget = memory_budget or estimators.DEFAULT_MEMORY_BUDGET
+        return self._estimate("importance_log_weights", x, num_samples, seed, budget)
 
-    def log_likelihood(self, x, num_samples=1000, seed=None):
+    def log_likelihood(self, x, num_samples=1000, seed=None, memory_budget=None):
         """Importance-weighted (IWAE) estimate of log P(X) per example, in nats: `[B]`.
 
-        A lower bound on log P(X) that is >= the ELBO and tightens as `num_samples` grows.
-        """
-        log_w = self.iw_log_weights(x, num_samples, seed)
-        return objectives.log_mean_exp(log_w, axis=0)
+        A lower bound on log P(X) that is >= the ELBO and tightens as `num_samples` grows. The
+        K * B decodes run in chunks that hold at most `memory_budget` bytes of activations
+        (default `estimators.DEFAULT_MEMORY_BUDGET`, 256 MiB), so any K, batch and image size
+        fit; the result does not depend on the budget. `seed` (int) repeats an estimate; each
+        example's noise is its own, so `log_likelihood(x[:4])` equals the first four of
+        `log_likelihood(x)`.
 
-    def naive_log_likelihood(self, x, num_samples=1000, seed=None, max_decodes=65536):
+        Example:
+        >>> vae.log_likelihood(x_test[:16], num_samples=5000, seed=0)
+        """
+        budget = memory_budget or estimators.DEFAULT_MEMORY_BUDGET
+        return self._estimate("importance_weighted", x, num_samples, seed, budget)
+
+    def naive_log_likelihood(self, x, num_samples=1000, seed=None, memory_budget=None):
         """The naive estimate log mean_k P(X|z_k) with z_k ~ P(z): `[B]`, in nats.
 
-        Needs a huge `num_samples` to be useful; compare with `log_likelihood`.
+        Needs a huge `num_samples` to be useful; compare with `log_likelihood`. Memory is
+        bounded as there.
         """
-        x = self._check_inputs(x)
-        log_px = []
-        for i, k in enumerate(self._chunks(x, num_samples, max_decodes)):
-            seed_arg = self.seed_generator if seed is None else int(seed) + 7919 * i
-            z = keras.random.normal(
-                (k, tf.shape(x)[0], self.latent_dim), seed=seed_arg, dtype=x.dtype
-            )
-            log_px.append(self._decoder_log_prob(x, z))
-        return objectives.naive_log_likelihood(tf.concat(log_px, axis=0))
+        budget = memory_budget or estimators.DEFAULT_MEMORY_BUDGET
+        return self._estimate("naive", x, num_samples, seed, budget)
 
     # ----------------------------------------------------------------------------------------
     # Serialization.

@@ -31,7 +31,7 @@ from export_helpers import (
 
 import export
 import keras_vae
-from export import rng
+from keras_vae import rng
 
 # Runs in a fresh interpreter. Keras, TFP and this project are made unimportable before TF is
 # imported: `import tensorflow` itself imports keras.src.optimizers when Keras is installed (it

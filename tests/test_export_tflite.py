@@ -13,7 +13,7 @@ from export_helpers import copy_version, digits, saved_model, serving_section, t
 from tensorflow.lite.python import schema_py_generated as schema
 
 import export
-from export import rng
+from keras_vae import rng
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
@@ -73,7 +73,7 @@ def test_seeded_sample_is_repeatable_and_matches_keras():
     x2, z2 = _sample(sample, 32, seed=5)
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(z1, z2)
-    # The noise is export.rng's, and the images are Keras' decode of it.
+    # The noise is keras_vae.rng's, and the images are Keras' decode of it.
     np.testing.assert_allclose(
         z1, rng.standard_normal_numpy((32, model.latent_dim), seed=5), rtol=0, atol=1e-5
     )

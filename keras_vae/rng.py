@@ -1,4 +1,4 @@
-"""Seeded standard normal noise from operations every runtime has.
+"""Seeded standard normal noise from operations every runtime has, addressed by counters.
 
 TF's seeded random ops (`StatelessRandomNormalV2`) are not TFLite builtins: stock LiteRT cannot run
 them without the Flex delegate. The `sample` signature therefore builds its noise from a
@@ -6,7 +6,9 @@ counter-based hash instead, with uint32 xor, shift and multiply (builtins in TFL
 in TF): element `j` of a draw with seed `s` is a pure function of `(s, j)`, so a draw is
 repeatable, identical on a TF Serving server and on a phone (up to float rounding of log and
 cos), and independent of batch size. The same generator is written in NumPy
-(`standard_normal_numpy`) so tests and users can reproduce a draw anywhere.
+(`standard_normal_numpy`) so tests and users can reproduce a draw anywhere. The importance
+weighted estimators draw from it too (`normal_at`, one substream per example), so their noise
+does not depend on how a memory budget splits the work.
 
 The hash is Chris Wellons' "lowbias32" (a 32-bit integer finalizer with very low avalanche
 bias). Two hashed counters give two uniforms with 24-bit resolution, exactly representable in
@@ -22,6 +24,7 @@ _M1 = 0x7FEB352D
 _M2 = 0x846CA68B
 # Mixed into the seed so that seed 0 does not start from the all-zero state.
 _SEED_SALT = 0x9E3779B9
+_SUB_SALT = 0x85EBCA6B
 _TWO_PI = 2.0 * math.pi
 
 
@@ -39,6 +42,40 @@ def _uniform_tf(bits):
     return (top + 0.5) * (1.0 / 16777216.0)
 
 
+def stream_key(seed):
+    """The uint32 key of the stream that `seed` (an int32 scalar, any value) selects."""
+    return _hash_tf(
+        tf.bitwise.bitwise_xor(
+            tf.cast(tf.bitcast(tf.cast(seed, tf.int32), tf.uint32), tf.uint32),
+            tf.constant(_SEED_SALT, tf.uint32),
+        )
+    )
+
+
+def substream_keys(key, index):
+    """Keys of independent streams under `key`, one per element of the int `index` tensor.
+
+    The importance-weighted estimators give each example its own stream, so its noise is the
+    same whatever the batch around it and however the work is split into chunks.
+    """
+    index = tf.cast(index, tf.uint32)
+    salted = tf.bitwise.bitwise_xor(index, tf.constant(_SUB_SALT, tf.uint32))
+    return _hash_tf(tf.bitwise.bitwise_xor(_hash_tf(salted), key))
+
+
+def normal_at(key, counter):
+    """Standard normal float32 values at the uint32 positions `counter` of the stream `key`.
+
+    `key` broadcasts against `counter`; element j of a stream is a pure function of (key, j).
+    """
+    counter = tf.cast(counter, tf.uint32) * tf.constant(2, tf.uint32)
+    u1 = _uniform_tf(_hash_tf(tf.bitwise.bitwise_xor(_hash_tf(counter), key)))
+    u2 = _uniform_tf(
+        _hash_tf(tf.bitwise.bitwise_xor(_hash_tf(counter + tf.constant(1, tf.uint32)), key))
+    )
+    return tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(_TWO_PI * u2)
+
+
 def standard_normal(shape, seed):
     """Standard normal float32 noise of a (dynamic) `shape`, a pure function of `seed`.
 
@@ -53,19 +90,7 @@ def standard_normal(shape, seed):
     >>> z = standard_normal([16, 2], tf.constant(0))
     """
     shape = tf.cast(shape, tf.int32)
-    count = tf.reduce_prod(shape)
-    key = _hash_tf(
-        tf.bitwise.bitwise_xor(
-            tf.cast(tf.bitcast(tf.cast(seed, tf.int32), tf.uint32), tf.uint32),
-            tf.constant(_SEED_SALT, tf.uint32),
-        )
-    )
-    counter = tf.cast(tf.range(count), tf.uint32) * tf.constant(2, tf.uint32)
-    u1 = _uniform_tf(_hash_tf(tf.bitwise.bitwise_xor(_hash_tf(counter), key)))
-    u2 = _uniform_tf(
-        _hash_tf(tf.bitwise.bitwise_xor(_hash_tf(counter + tf.constant(1, tf.uint32)), key))
-    )
-    normal = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(_TWO_PI * u2)
+    normal = normal_at(stream_key(seed), tf.range(tf.reduce_prod(shape)))
     return tf.reshape(normal, shape)
 
 

@@ -1,4 +1,4 @@
-"""export.rng: the seeded noise of `sample`, identical in TF and NumPy, and standard normal."""
+"""keras_vae.rng: the seeded noise of `sample`, identical in TF and NumPy, and standard normal."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import rng
+from keras_vae import rng
 
 
 @pytest.mark.parametrize("seed", [0, 1, 42, -1, -(2**31), 2**31 - 1])
