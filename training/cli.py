@@ -64,8 +64,10 @@ def build_parser():
     data = p.add_argument_group("data")
     data.add_argument(
         "--data",
-        help=f"digits (default, embedded), ring, mnist, fashion_mnist, or a path to .npz, .npy, "
-        f".csv, an IDX file or a folder of IDX files or PNG/JPEG images (default {d.data})",
+        help="offline: digits (8x8), digits28 (the same digits at 28x28), photos64 (64x64 "
+        "colour photo patches, Gaussian likelihood), ring; downloaded: mnist, fashion_mnist; or "
+        "a path to .npz, .npy, .csv, an IDX file or a folder of IDX files or PNG/JPEG images "
+        f"(default {d.data})",
     )
     data.add_argument(
         "--test-split", type=float, help=f"held-out fraction (default {d.test_split})"

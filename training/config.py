@@ -9,7 +9,8 @@ import json
 import math
 import os
 
-NAMED_DATA = ("digits", "ring", "mnist", "fashion_mnist")
+# The names training.data.LOADERS knows (tests/test_training_data.py checks they agree).
+NAMED_DATA = ("digits", "digits28", "photos64", "ring", "mnist", "fashion_mnist")
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -31,9 +32,10 @@ class TrainConfig:
     """What to train and how.
 
     Args:
-        data: str. "digits" (embedded), "ring", "mnist", "fashion_mnist", or a local path: `.npz`,
-            `.npy`, `.csv`, an IDX file (`*-idx3-ubyte[.gz]`), or a folder of PNG/JPEG images
-            or of IDX files.
+        data: str. A name: "digits" (8x8), "digits28" (the same digits at 28x28), "photos64"
+            (64x64 RGB photo patches, Gaussian likelihood), "ring" (all four offline),
+            "mnist", "fashion_mnist" (downloaded); or a local path: `.npz`, `.npy`, `.csv`, an
+            IDX file (`*-idx3-ubyte[.gz]`), or a folder of PNG/JPEG images or of IDX files.
         arch: str. "mlp" or "conv" (images only).
         latent_dim: int. Size of z; 2 also draws the latent scatter and manifold.
         likelihood: str or None. "bernoulli" or "gaussian"; None picks bernoulli for images and
