@@ -1,4 +1,5 @@
-"""training.data: every local format loads from small files written here; bad files fail clearly."""
+"""training.data: the named sets (digits28 and photos64 at real size, offline), every local format
+from small files written here, bad files failing clearly, and tf.data batching."""
 
 import gzip
 import os
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import DataError, load_dataset, make_dataset, read_idx
+from training.config import NAMED_DATA, TrainConfig
+from training.data import LOADERS, DataError, load_dataset, make_dataset, read_idx, steps_per_epoch
 
 
 def _images(n=20, h=6, w=5, seed=0):
@@ -37,6 +39,125 @@ def test_digits_default_is_scaled_images_with_labels():
     np.testing.assert_array_equal(ds.x_test, again.x_test)
     other = load_dataset("digits", test_split=0.2, seed=1)
     assert not np.array_equal(ds.x_test, other.x_test)
+
+
+def _correlations(a, b):
+    """Pearson correlation of each row of `a` with the same row of `b`."""
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(axis=1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(axis=1, keepdims=True)
+    return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+
+
+def _nearest_centroid_accuracy(ds):
+    x_train = ds.x_train.reshape(len(ds.x_train), -1)
+    x_test = ds.x_test.reshape(len(ds.x_test), -1)
+    centroids = np.stack([x_train[ds.y_train == c].mean(axis=0) for c in range(10)])
+    distances = ((x_test[:, None] - centroids[None]) ** 2).sum(axis=-1)
+    return float((distances.argmin(axis=1) == ds.y_test).mean())
+
+
+def test_named_data_agree_with_the_config():
+    assert set(NAMED_DATA) == set(LOADERS)
+    for name in ("digits28", "photos64"):
+        assert TrainConfig(data=name, arch="conv").validate().data == name
+
+
+def test_digits28_are_the_digits_at_mnist_size(digits28, digits):
+    x, y = digits28
+    assert x.shape == (1797, 28, 28, 1) and x.dtype == np.float32 and x.nbytes == 5_635_392
+    assert x.min() == 0.0 and x.max() == 1.0
+    # MNIST's layout: the digit in the middle 20x20, a black 4-pixel border around it.
+    inner = np.zeros((28, 28), bool)
+    inner[4:24, 4:24] = True
+    assert not x[:, ~inner].any() and x[:, inner].mean() > 0.2
+    np.testing.assert_array_equal(y, digits[1])
+    # Deterministic: a second build is identical.
+    np.testing.assert_array_equal(LOADERS["digits28"]()["x"], x)
+
+
+def test_digits28_keep_each_digit_and_the_classes(digits28, digits):
+    x, _ = digits28
+    # Area-averaging the 20x20 digit back to 8x8 gives the original digit again (smoothly
+    # upsampled, not shifted, flipped or mixed up with another example).
+    back = np.stack(
+        [np.asarray(Image.fromarray(im[4:24, 4:24, 0]).resize((8, 8), Image.BOX)) for im in x]
+    )
+    correlations = _correlations(back, digits[0][..., 0])
+    assert correlations.min() > 0.9 and np.median(correlations) > 0.97
+    # Smooth, not blocky: neighbouring pixels inside the digit rarely jump by more than 0.5
+    # (nearest-neighbour 3.5x upsampling would copy the 8x8 grid's jumps of up to 1.0).
+    assert np.mean(np.abs(np.diff(x[:, 4:24, 4:24, 0], axis=2)) > 0.5) < 0.005
+    # The class structure survives: a nearest-class-mean classifier does as well as on 8x8.
+    ds28, ds8 = load_dataset("digits28", seed=0), load_dataset("digits", seed=0)
+    np.testing.assert_array_equal(ds28.y_test, ds8.y_test)
+    accuracy = _nearest_centroid_accuracy(ds28)
+    assert accuracy > 0.85 and abs(accuracy - _nearest_centroid_accuracy(ds8)) < 0.03
+
+
+def test_photos64_are_colour_patches_of_the_two_photos(photos64):
+    from sklearn.datasets import load_sample_images
+
+    x = photos64
+    assert x.shape == (2000, 64, 64, 3) and x.dtype == np.float32 and x.nbytes == 98_304_000
+    assert x.min() == 0.0 and x.max() == 1.0
+    raw = LOADERS["photos64"]()
+    labels = raw["y"]
+    np.testing.assert_array_equal(labels, np.repeat([0, 1], 1000))
+    assert raw["classes"] == ["china", "flower"]
+    # Colour, not grey: the flower photo is orange petals on dark green, far from R = G = B.
+    assert np.abs(x[labels == 1, ..., 0] - x[labels == 1, ..., 2]).mean() > 0.1
+    # The first 500 patches are exact 64x64 crops of china.jpg at full size.
+    china = load_sample_images().images[0].astype("float32") / 255.0
+    for patch in x[:500:100]:
+        rows, cols = np.nonzero((china[:-63, :-63] == patch[0, 0]).all(axis=-1))
+        assert any(
+            np.array_equal(china[r : r + 64, c : c + 64], patch)
+            for r, c in zip(rows, cols, strict=True)
+        )
+    # The downscaled copies put whole objects in a patch: their 1/4-scale patches (the last
+    # 200 of each photo) vary more within a patch than the full-size texture patches.
+    for first in (0, 1000):
+        full = x[first : first + 500].std(axis=(1, 2)).mean()
+        quarter = x[first + 800 : first + 1000].std(axis=(1, 2)).mean()
+        assert quarter > 1.5 * full
+    # Deterministic for a seed; another seed cuts elsewhere.
+    np.testing.assert_array_equal(raw["x"], x)
+    other = LOADERS["photos64"](patches={1: 5}, seed=1)["x"]
+    assert other.shape == (10, 64, 64, 3) and not np.array_equal(other[:5], x[:5])
+
+
+def test_photos64_suggest_a_gaussian_likelihood():
+    ds = load_dataset("photos64", test_split=0.2, seed=0)
+    assert ds.info["likelihood"] == "gaussian" and ds.info["kind"] == "image"
+    assert ds.info["shape"] == [64, 64, 3] and ds.info["classes"] == ["china", "flower"]
+    assert ds.info["scaled"] == "divided by 255"
+    assert (len(ds.x_train), len(ds.x_test)) == (1600, 400)
+    assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_test.min() and ds.x_test.max() <= 1.0
+    assert set(np.unique(ds.y_test)) == {0, 1}
+    # The digits stay Bernoulli: the suggestion is the loader's, not a rule for every image.
+    assert load_dataset("digits28").info["likelihood"] == "bernoulli"
+
+
+@pytest.mark.parametrize("name, shape", [("digits28", (28, 28, 1)), ("photos64", (64, 64, 3))])
+def test_real_size_data_split_and_batch(name, shape):
+    ds = load_dataset(name, test_split=0.25, seed=3)
+    total = 1797 if name == "digits28" else 2000
+    assert len(ds.x_train) + len(ds.x_test) == total
+    assert len(ds.x_test) == round(total * 0.25) and ds.y_train.dtype == np.int64
+    # The split is a function of the seed.
+    np.testing.assert_array_equal(ds.x_test, load_dataset(name, test_split=0.25, seed=3).x_test)
+    assert not np.array_equal(ds.x_test[:5], load_dataset(name, test_split=0.25, seed=4).x_test[:5])
+    batches = [b.numpy() for b in make_dataset(ds.x_test, 128)]
+    assert len(batches) == steps_per_epoch(len(ds.x_test), 128)
+    assert batches[0].shape == (128, *shape) and batches[0].dtype == np.float32
+    np.testing.assert_array_equal(np.concatenate(batches), ds.x_test)
+    first = next(iter(make_dataset(ds.x_train, 64, shuffle=True, seed=0))).numpy()
+    assert first.shape == (64, *shape)
+    assert all((ds.x_train == example).all(axis=(1, 2, 3)).any() for example in first[:4])
+    # --limit keeps a copy of the first examples, not a view that holds the whole set.
+    small = load_dataset(name, test_split=0.25, seed=3, limit=10)
+    assert small.x_train.shape == (10, *shape) and small.x_train.base is None
+    np.testing.assert_array_equal(small.x_train, ds.x_train[:10])
 
 
 def test_ring_is_the_seed_toy():
