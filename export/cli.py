@@ -5,7 +5,7 @@ import os
 import sys
 import zipfile
 
-from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_SAMPLES
+from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_BATCH, DEFAULT_MAX_SAMPLES
 
 QUANTIZATION_NAMES = ("float32", "float16", "dynamic", "int8")
 
@@ -53,6 +53,13 @@ def _parser():
         type=int,
         default=DEFAULT_MAX_SAMPLES,
         help=f"cap on num_samples per sample request (default: {DEFAULT_MAX_SAMPLES})",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help="cap on examples per serving_default/encode/decode/log_likelihood request "
+        f"(default: {DEFAULT_MAX_BATCH})",
     )
     parser.add_argument(
         "--iw-samples",
@@ -129,6 +136,7 @@ def main(argv=None):
             overwrite=args.overwrite,
             max_samples=args.max_samples,
             iw_samples=args.iw_samples,
+            max_batch=args.max_batch,
         )
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
         print(f"keras-vae-export: error: {_one_line(e)}", file=sys.stderr)

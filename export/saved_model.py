@@ -11,8 +11,10 @@ dimension:
 | `sample`          | `num_samples` int32 `[]`, `seed` int32 `[]`    | `x`, `z`                      |
 | `log_likelihood`  | `x`                                            | `log_likelihood` `[B]` (nats) |
 
-`sample` is capped at `max_samples` per request, so one request cannot make a server allocate
-unbounded memory; `seed >= 0` gives a repeatable draw (the same on a server and in the TFLite
+`sample` is capped at `max_samples` per request, and the signatures that take a batch
+(`serving_default`, `encode`, `decode`, `log_likelihood`) at `max_batch` examples, so one request
+cannot make a server allocate unbounded memory or time; `log_likelihood` decodes its
+`B * iw_samples` latents in chunks within `keras_vae.estimators.DEFAULT_MEMORY_BUDGET` bytes; `seed >= 0` gives a repeatable draw (the same on a server and in the TFLite
 model, see `keras_vae.rng`), `seed < 0` a fresh one per call. `log_likelihood` is the importance
 weighted estimate with `iw_samples` posterior samples and a fixed seed, so a request's scores are
 repeatable.
@@ -35,8 +37,8 @@ import keras
 import tensorflow as tf
 
 import keras_vae
-from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_SAMPLES
-from keras_vae import rng
+from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_BATCH, DEFAULT_MAX_SAMPLES
+from keras_vae import estimators, rng
 
 # log_likelihood draws its importance samples from this fixed seed: the same request gives the
 # same scores, which is what an anomaly threshold needs.
@@ -88,7 +90,7 @@ def check_name(name):
     return name
 
 
-def metadata(model, name, version, max_samples, iw_samples):
+def metadata(model, name, version, max_samples, iw_samples, max_batch):
     """What a client needs to know about the export, also written beside the SavedModel."""
     return {
         "format": "keras_vae.export/1",
@@ -99,14 +101,16 @@ def metadata(model, name, version, max_samples, iw_samples):
         "data_shape": [int(d) for d in model.data_shape],
         "likelihood": model.likelihood_name,
         "max_samples": max_samples,
+        "max_batch": max_batch,
         "iw_samples": iw_samples,
+        "memory_budget_bytes": estimators.DEFAULT_MEMORY_BUDGET,
         "log_likelihood_seed": LOG_LIKELIHOOD_SEED,
         "signatures": list(SIGNATURES),
         "rng": "keras_vae.rng.standard_normal (lowbias32 counter hash + Box-Muller)",
     }
 
 
-def _checked(tensor, name, spec):
+def _checked(tensor, name, spec, max_batch):
     """`tensor` after a run-time check of its shape against `spec` (batch dimension free).
 
     A loaded signature does not check shapes, and TF Serving feeds whatever a request holds: an
@@ -136,18 +140,32 @@ def _checked(tensor, name, spec):
     check = tf.debugging.Assert(
         ok, [f"{name} must have shape (batch, {dims}) and dtype float32; received shape", got]
     )
-    with tf.control_dependencies([check]):
+    capped = tf.debugging.Assert(
+        batch <= max_batch,
+        [
+            f"{name}: at most {max_batch} examples per request (max_batch, fixed at export); "
+            "split the request. Received batch",
+            batch,
+        ],
+    )
+    with tf.control_dependencies([check, capped]):
         checked = tf.identity(tensor)
     # The converter drops assertions; this reshape keeps TFLite from silently reading a [B, 3]
     # tensor as [3B/2, 2] (its fully connected kernel flattens its input).
     return tf.reshape(checked, tf.concat([got[:1], want], 0))
 
 
-def build_archive(model, max_samples=DEFAULT_MAX_SAMPLES, iw_samples=DEFAULT_IW_SAMPLES):
+def build_archive(
+    model,
+    max_samples=DEFAULT_MAX_SAMPLES,
+    iw_samples=DEFAULT_IW_SAMPLES,
+    max_batch=DEFAULT_MAX_BATCH,
+):
     """A `keras.export.ExportArchive` with the five serving signatures of `model`."""
     check_model(model)
     _check_positive_int(max_samples, "max_samples")
     _check_positive_int(iw_samples, "iw_samples")
+    _check_positive_int(max_batch, "max_batch")
     latent_dim = int(model.latent_dim)
     x_spec = tf.TensorSpec((None, *model.data_shape), tf.float32, name="x")
     z_spec = tf.TensorSpec((None, latent_dim), tf.float32, name="z")
@@ -160,14 +178,16 @@ def build_archive(model, max_samples=DEFAULT_MAX_SAMPLES, iw_samples=DEFAULT_IW_
         return tf.cast(tensor, tf.float32)
 
     def reconstruct(x):
-        return {"reconstruction": as_float32(model.reconstruct(_checked(x, "x", x_spec)))}
+        return {
+            "reconstruction": as_float32(model.reconstruct(_checked(x, "x", x_spec, max_batch)))
+        }
 
     def encode(x):
-        mean, scale = model.encode(_checked(x, "x", x_spec))
+        mean, scale = model.encode(_checked(x, "x", x_spec, max_batch))
         return {"mean": as_float32(mean), "scale": as_float32(scale)}
 
     def decode(z):
-        return {"x": as_float32(model.decode(_checked(z, "z", z_spec)))}
+        return {"x": as_float32(model.decode(_checked(z, "z", z_spec, max_batch)))}
 
     def sample(num_samples, seed):
         checks = [
@@ -196,7 +216,7 @@ def build_archive(model, max_samples=DEFAULT_MAX_SAMPLES, iw_samples=DEFAULT_IW_
         return {"x": as_float32(model.decode(z)), "z": z}
 
     def log_likelihood(x):
-        x = _checked(x, "x", x_spec)
+        x = _checked(x, "x", x_spec, max_batch)
         ll = model.log_likelihood(x, num_samples=iw_samples, seed=LOG_LIKELIHOOD_SEED)
         return {"log_likelihood": as_float32(ll)}
 
@@ -245,6 +265,7 @@ def export_saved_model(
     overwrite=False,
     max_samples=DEFAULT_MAX_SAMPLES,
     iw_samples=DEFAULT_IW_SAMPLES,
+    max_batch=DEFAULT_MAX_BATCH,
 ):
     """Writes `model` as a SavedModel for TF Serving to `base_dir/<name>/<version>/`.
 
@@ -260,6 +281,8 @@ def export_saved_model(
         overwrite: bool. Replace an existing version folder (otherwise `FileExistsError`).
         max_samples: int. Cap on `num_samples` per `sample` request.
         iw_samples: int. Importance samples per example in `log_likelihood`.
+        max_batch: int. Cap on the examples (or latents) per `serving_default`, `encode`,
+            `decode` and `log_likelihood` request.
 
     Returns:
         The path of the version folder.
@@ -278,7 +301,7 @@ def export_saved_model(
             f"{target!r} already exists. Pass overwrite=True (--overwrite) to replace it, or "
             "choose a new version."
         )
-    archive = build_archive(model, max_samples=max_samples, iw_samples=iw_samples)
+    archive = build_archive(model, max_samples, iw_samples, max_batch)
     os.makedirs(model_dir, exist_ok=True)
     remove_stale_temps(model_dir)
     temp = _temp_name(model_dir, f"v{version}")
@@ -286,7 +309,7 @@ def export_saved_model(
         archive.write_out(temp, verbose=False)
         _write_json(
             os.path.join(temp, METADATA_PATH),
-            metadata(model, name, version, max_samples, iw_samples),
+            metadata(model, name, version, max_samples, iw_samples, max_batch),
         )
         _move_into_place(temp, target, overwrite)
     finally:

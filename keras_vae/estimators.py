@@ -153,7 +153,9 @@ def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
         return start + chunk, acc, weights
 
     acc = tf.fill([batch], tf.constant(-math.inf, dtype))
-    weights = tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False) if keep_all else None
+    weights = (
+        tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False) if keep_all else None
+    )
     loop_vars = (tf.constant(0), acc) + ((weights,) if keep_all else ())
 
     def step(start, acc, *rest):

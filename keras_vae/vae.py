@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_vae import likelihoods as likelihoods_lib
 from keras_vae import estimators, networks, objectives
+from keras_vae import likelihoods as likelihoods_lib
 
 tfd = tfp.distributions
 
@@ -327,7 +327,16 @@ class VAE(keras.Model):
         return self._decode_mean(z)
 
     def _decode_mean(self, z):
-        return self.likelihood.mean(self.decoder(z))
+        mean = self.likelihood.mean(self.decoder(z))
+        # A NaN or inf latent gives a NaN row on every CPU: oneDNN's ReLU on AVX-512 maps NaN to
+        # 0, which would turn a broken request into a plausible image. sum(z - z) is exactly 0
+        # for a finite row and NaN otherwise; adding it (rather than a select with a NaN
+        # constant) keeps int8 TFLite's calibrated ranges intact.
+        poison = tf.reduce_sum(z - z, axis=-1)
+        poison = tf.reshape(
+            poison, tf.concat([tf.shape(poison), tf.ones([len(self.data_shape)], tf.int32)], 0)
+        )
+        return mean + tf.cast(poison, mean.dtype)
 
     def reconstruct(self, x):
         """Decodes the posterior mean: the deterministic reconstruction of `x`."""
