@@ -37,6 +37,15 @@ def kl_to_standard_normal(posterior):
     )
 
 
+def reparameterize(posterior, eps):
+    """z = mu + sigma * eps: a sample of Q(z|X) for standard normal `eps` (any leading dims).
+
+    What `posterior.sample()` computes, written out so the gradient flows to mu and sigma and a
+    training step carries no bijector bookkeeping (measured ~2% of the MLP step, benchmarks/).
+    """
+    return posterior.loc + posterior.scale.diag * eps
+
+
 def negative_elbo(reconstruction_nll, kl, beta=1.0):
     """Negative ELBO per example: -E_Q[log P(X|z)] + beta * KL(Q(z|X) || P(z)).
 

@@ -108,7 +108,14 @@ def build_parser():
     out.add_argument(
         "--iwae-samples",
         type=int,
-        help=f"K for the held-out log-likelihood (default {d.iwae_samples})",
+        help="K for the held-out log-likelihood (default: up to 1000, so that the evaluation "
+        "decodes no more latents than training saw examples)",
+    )
+    out.add_argument(
+        "--eval-examples",
+        type=int,
+        help="held-out examples for the log-likelihood (default: in proportion to the training, "
+        "at least 500 or all)",
     )
     out.add_argument(
         "--verbose", type=int, choices=(0, 1, 2),

@@ -20,7 +20,15 @@ LOCAL_SUFFIXES = (".npz", ".npy", ".csv", "-idx3-ubyte", "-idx3-ubyte.gz")
 # state meaningless: more epochs continue the run; export and evaluation only touch the end;
 # the strategy does not change the step (N replicas match one device), so a run started on
 # several GPUs can finish on one.
-RESUMABLE_CHANGES = ("epochs", "export", "iwae_samples", "verbose", "strategy", "devices")
+RESUMABLE_CHANGES = (
+    "epochs",
+    "export",
+    "iwae_samples",
+    "eval_examples",
+    "verbose",
+    "strategy",
+    "devices",
+)
 
 
 class ConfigError(ValueError):
@@ -52,7 +60,10 @@ class TrainConfig:
         test_split: float. Held-out fraction when the data has no test split of its own.
         limit: int or None. Use at most this many training examples (quick runs).
         binarize: bool. Dynamic binarization: each epoch sees pixels drawn from Bernoulli(x).
-        iwae_samples: int. Importance samples K for the held-out log-likelihood.
+        iwae_samples: int or None. Importance samples K for the held-out log-likelihood; None
+            chooses up to 1000 in proportion to the training (`training.evaluate.evaluation_plan`).
+        eval_examples: int or None. Held-out examples for the log-likelihood; None chooses in
+            proportion to the training (at least 500 or all).
         export: bool. Write RUN_DIR/export/ (SavedModel and TFLite) at the end.
         verbose: int. Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
     """
@@ -72,7 +83,8 @@ class TrainConfig:
     test_split: float = 0.2
     limit: int | None = None
     binarize: bool = False
-    iwae_samples: int = 1000
+    iwae_samples: int | None = None
+    eval_examples: int | None = None
     export: bool = True
     verbose: int = 1
 
@@ -128,7 +140,10 @@ class TrainConfig:
             )
         if self.limit is not None:
             _check_int("limit", self.limit, 2)
-        _check_int("iwae_samples", self.iwae_samples, 1)
+        if self.iwae_samples is not None:
+            _check_int("iwae_samples", self.iwae_samples, 1)
+        if self.eval_examples is not None:
+            _check_int("eval_examples", self.eval_examples, 1)
         if self.binarize and self.likelihood == "gaussian":
             raise ConfigError(
                 "--binarize draws binary pixels for a Bernoulli likelihood; "

@@ -14,6 +14,7 @@ import sys
 
 EPILOG = """examples:
   keras-vae-evaluate runs/digits/model.keras          # data and split from runs/digits/config.json
+  keras-vae-evaluate runs/mnist --iwae-samples 5000 --examples all   # K=5000 on every example
   keras-vae-evaluate model.keras --data mnist.npz --iwae-samples 5000
   keras-vae-evaluate model.keras --data digits --json metrics.json
 """
@@ -23,20 +24,75 @@ def _bits_per_dim(nats, dims):
     return nats / (dims * math.log(2.0))
 
 
-def evaluate(model, x, iwae_samples=1000, seed=0, batch_size=256):
-    """Held-out metrics of `model` on `x`.
+# The IWAE evaluation after training decodes at most this many latents per training example
+# processed (epochs x training examples), so it cannot dwarf the training: a decode is a forward
+# pass of the decoder alone, a training example a forward and backward pass of both networks in
+# small batches (measured: README, "Held-out numbers").
+DECODES_PER_TRAINING_EXAMPLE = 1.0
+DEFAULT_IWAE_SAMPLES = 1000
+# The plan keeps at least this many held-out examples (or all there are) and lowers K instead:
+# the mean over too few examples would vary more than a smaller K biases it.
+MIN_EVAL_EXAMPLES = 500
+
+
+def evaluation_plan(num_test, trained_examples=None, iwae_samples=None, examples=None):
+    """How many importance samples K and held-out examples the IWAE evaluation uses.
+
+    Explicit values are kept (examples capped at `num_test`). Left to None, K is up to
+    `DEFAULT_IWAE_SAMPLES` and the examples up to all, such that K x examples <=
+    `DECODES_PER_TRAINING_EXAMPLE` x `trained_examples`, keeping at least
+    `MIN_EVAL_EXAMPLES` examples (or all) and lowering K rather than going below them.
+
+    Args:
+        num_test: int. Held-out examples available.
+        trained_examples: int or None. Examples processed in training (epochs x training
+            examples); None puts no bound on the automatic choice.
+        iwae_samples: int or None. K; 0 skips the IWAE estimate.
+        examples: int or None. Held-out examples to use.
+
+    Returns:
+        `(iwae_samples, examples)`.
+
+    Example:
+    >>> evaluation_plan(3000, trained_examples=30 * 16000)
+    (1000, 480)
+    """
+    n = num_test if examples is None else min(int(examples), num_test)
+    if iwae_samples == 0 or trained_examples is None:
+        return (DEFAULT_IWAE_SAMPLES if iwae_samples is None else int(iwae_samples)), n
+    decodes = max(1, int(DECODES_PER_TRAINING_EXAMPLE * trained_examples))
+    k = DEFAULT_IWAE_SAMPLES if iwae_samples is None else int(iwae_samples)
+    if examples is None:
+        n = min(num_test, max(decodes // k, MIN_EVAL_EXAMPLES))
+    if iwae_samples is None:
+        k = max(1, min(k, decodes // max(n, 1)))
+    return k, n
+
+
+def evaluate(
+    model, x, iwae_samples=1000, iwae_examples=None, seed=0, memory_budget=None, progress=True
+):
+    """Held-out metrics of `model` on `x`, in memory bounded by `memory_budget` bytes.
+
+    The negative ELBO and its parts are averaged over all of `x` (one decode per example); the
+    importance-weighted log-likelihood, K decodes per example, over the first `iwae_examples`
+    (`evaluation_plan` chooses both in proportion to the training).
 
     Args:
         model: keras_vae.VAE.
         x: float32 array `[N, *model.data_shape]`.
         iwae_samples: int. K for the importance-weighted log-likelihood; 0 skips it.
+        iwae_examples: int or None. Examples of `x` for it (default all).
         seed: int. Seeds the posterior samples.
-        batch_size: int. Examples per step.
+        memory_budget: int or None. Bytes of activations at once (default
+            `keras_vae.estimators.DEFAULT_MEMORY_BUDGET`).
+        progress: bool. Report the IWAE evaluation's progress on stdout.
 
     Returns:
         dict with `negative_elbo`, `reconstruction`, `kl`, `negative_elbo_bits_per_dim`, and
         when `iwae_samples` > 0 `iwae_log_likelihood`, `iwae_bits_per_dim` (the negative
-        log-likelihood in bits per dimension), `iwae_samples`; plus `num_examples`.
+        log-likelihood in bits per dimension), `iwae_samples`, `iwae_examples`,
+        `iwae_seconds`; plus `num_examples`.
 
     Example:
     >>> metrics = evaluate(vae, x_test, iwae_samples=100)
@@ -44,33 +100,20 @@ def evaluate(model, x, iwae_samples=1000, seed=0, batch_size=256):
     True
     """
     import numpy as np
-    import tensorflow as tf
 
-    from keras_vae import objectives
+    from keras_vae import estimators
+    from training.progress import Progress
 
+    budget = memory_budget or estimators.DEFAULT_MEMORY_BUDGET
     dims = int(np.prod(model.data_shape))
-
-    # Eager on purpose: a held-out set is a few batches, and tracing would cost more than it saves.
-    def elbo_terms(batch, step_seed):
-        posterior = model.posterior(batch)
-        eps = tf.random.stateless_normal(
-            tf.shape(posterior.mean()), step_seed, dtype=posterior.mean().dtype
-        )
-        z = posterior.bijector.forward(eps)
-        batch = tf.cast(batch, z.dtype)
-        reconstruction = -model.likelihood.log_prob(batch, model.decoder(z))
-        return reconstruction, objectives.kl_to_standard_normal(posterior)
-
     x = np.asarray(x, dtype="float32")
-    reconstruction, kl, log_likelihood = [], [], []
-    for step, start in enumerate(range(0, len(x), batch_size)):
-        batch = x[start : start + batch_size]
-        r, k = elbo_terms(tf.constant(batch), tf.constant([seed, step], dtype=tf.int32))
-        reconstruction.append(r.numpy())
-        kl.append(k.numpy())
-        if iwae_samples:
-            ll = model.log_likelihood(batch, num_samples=int(iwae_samples), seed=seed + step)
-            log_likelihood.append(np.asarray(ll))
+    # One pass of the ELBO: a batch is as many examples as one chunk of the budget holds.
+    batch = min(256, estimators.pairs_per_chunk(model, 1, budget))
+    reconstruction, kl = [], []
+    for step, start in enumerate(range(0, len(x), batch)):
+        r, k = _elbo_terms(model, x[start : start + batch], seed, step)
+        reconstruction.append(r)
+        kl.append(k)
     reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
     negative_elbo = float(np.mean(reconstruction + kl))
     metrics = {
@@ -81,13 +124,70 @@ def evaluate(model, x, iwae_samples=1000, seed=0, batch_size=256):
         "num_examples": int(len(x)),
     }
     if iwae_samples:
+        k = int(iwae_samples)
+        x = x[: len(x) if iwae_examples is None else int(iwae_examples)]
+        # A few chunks per call: progress stays fine-grained and every call runs full chunks.
+        step_examples = max(1, min(256, 4 * estimators.pairs_per_chunk(model, k, budget) // k))
+        bar = Progress(len(x), f"IWAE evaluation (K={k})", enabled=progress)
+        log_likelihood = []
+        for start in range(0, len(x), step_examples):
+            ll = model.log_likelihood(
+                x[start : start + step_examples], num_samples=k, seed=seed, memory_budget=budget
+            )
+            log_likelihood.append(np.asarray(ll))
+            bar.update(start + len(log_likelihood[-1]))
+        seconds = bar.close()
         ll = float(np.mean(np.concatenate(log_likelihood)))
         metrics.update(
             iwae_log_likelihood=ll,
             iwae_bits_per_dim=_bits_per_dim(-ll, dims),
-            iwae_samples=int(iwae_samples),
+            iwae_samples=k,
+            iwae_examples=int(len(x)),
+            iwae_seconds=round(seconds, 3),
         )
     return metrics
+
+
+def _elbo_terms(model, batch, seed, step):
+    """-log P(X|z) with z ~ Q(z|X), and KL(Q(z|X) || P(z)), per example of `batch` (numpy)."""
+    import tensorflow as tf
+
+    from keras_vae import objectives
+
+    posterior = model.posterior(batch)
+    loc = posterior.loc
+    eps = tf.random.stateless_normal(tf.shape(loc), tf.constant([seed, step]), dtype=loc.dtype)
+    z = objectives.reparameterize(posterior, eps)
+    x = tf.cast(batch, z.dtype)
+    reconstruction = -model.likelihood.log_prob(x, model.decoder(z))
+    return reconstruction.numpy(), objectives.kl_to_standard_normal(posterior).numpy()
+
+
+def _examples(text):
+    if text == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'all'; received {text!r}")
+    return value
+
+
+def _plan(args, run_config, dataset):
+    """K and examples: the flags where given, else the run's own plan (as in its metrics.json)."""
+    num_test = len(dataset.x_test)
+    iwae_samples = (
+        args.iwae_samples if args.iwae_samples is not None else run_config.get("iwae_samples")
+    )
+    examples = args.examples if args.examples is not None else run_config.get("eval_examples")
+    if examples == "all":
+        examples = num_test
+    trained = None
+    if run_config.get("epochs"):
+        trained = int(run_config["epochs"]) * len(dataset.x_train)
+    return evaluation_plan(num_test, trained, iwae_samples, examples)
 
 
 def _parser():
@@ -103,7 +203,17 @@ def _parser():
     parser.add_argument("--test-split", type=float, help="held-out fraction (default: the run's)")
     parser.add_argument("--seed", type=int, help="split and sampling seed (default: the run's)")
     parser.add_argument("--limit", type=int, help="at most this many examples")
-    parser.add_argument("--iwae-samples", type=int, default=1000, help="K (default 1000)")
+    parser.add_argument(
+        "--iwae-samples",
+        type=int,
+        help="K (default: the run's plan: up to 1000, in proportion to its training; 1000 "
+        "without a run)",
+    )
+    parser.add_argument(
+        "--examples",
+        type=_examples,
+        help="held-out examples for the IWAE estimate, a number or 'all' (default: the run's plan)",
+    )
     parser.add_argument("--binarize", action="store_true", help="binarize the held-out pixels")
     parser.add_argument("--json", help="also write the metrics to this file")
     return parser
@@ -134,7 +244,7 @@ def main(argv=None):
         args.test_split if args.test_split is not None else run_config.get("test_split", 0.2)
     )
     seed = args.seed if args.seed is not None else run_config.get("seed", 0)
-    if args.iwae_samples < 0:
+    if args.iwae_samples is not None and args.iwae_samples < 0:
         print("keras-vae-evaluate: error: --iwae-samples must be >= 0.", file=sys.stderr)
         return 2
 
@@ -164,7 +274,8 @@ def main(argv=None):
         return 2
     if args.binarize or run_config.get("binarize"):
         x = binarize_once(x, seed)
-    metrics = evaluate(model, x, iwae_samples=args.iwae_samples, seed=seed)
+    k, n = _plan(args, run_config, dataset)
+    metrics = evaluate(model, x, iwae_samples=k, iwae_examples=n, seed=seed)
     metrics["data"] = data
     text = json.dumps(metrics, indent=2)
     print(text)

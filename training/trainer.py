@@ -70,7 +70,7 @@ def _untrained_metrics(model, x, seed, backup_dir, initial_epoch):
     if initial_epoch > 0 and os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    metrics = evaluate(model, x, iwae_samples=0, seed=seed)
+    metrics = evaluate(model, x, iwae_samples=0, seed=seed, progress=False)
     atomic_write_text(path, json.dumps(metrics) + "\n")
     return metrics
 
@@ -278,9 +278,19 @@ def train(config, run_dir):
     for name, image in pictures.items():
         files[name] = plots.save_png(image, os.path.join(out_dir, name))
 
-    from training.evaluate import evaluate
+    from training.evaluate import evaluate, evaluation_plan
 
-    metrics = evaluate(model, x_eval, iwae_samples=config.iwae_samples, seed=config.seed)
+    k, n = evaluation_plan(
+        len(x_eval), config.epochs * len(x_train), config.iwae_samples, config.eval_examples
+    )
+    metrics = evaluate(
+        model,
+        x_eval,
+        iwae_samples=k,
+        iwae_examples=n,
+        seed=config.seed,
+        progress=bool(config.verbose),
+    )
     history = callbacks_lib.read_history(run_state.history_path)
     report = {
         "held_out": metrics,
@@ -336,8 +346,9 @@ def summary(result, dims=None):
     ]
     if "iwae_log_likelihood" in m:
         lines.append(
-            f"Held-out log-likelihood (IWAE, K={m['iwae_samples']}) "
-            f"{m['iwae_log_likelihood']:.3f} nats = {m['iwae_bits_per_dim']:.4f} bits/dim."
+            f"Held-out log-likelihood (IWAE, K={m['iwae_samples']}, {m['iwae_examples']} "
+            f"examples, {m['iwae_seconds']:.1f} s) {m['iwae_log_likelihood']:.3f} nats = "
+            f"{m['iwae_bits_per_dim']:.4f} bits/dim."
         )
     lines.append(f"Files in {result['run_dir']}:")
     width = max(len(k) for k in result["files"])
