@@ -66,6 +66,7 @@ def test_image_grid_layout():
     assert pixels[0, 0] == 128
     rgb = plots.image_grid(np.ones((2, 4, 4, 3), "float32"), cols=2)
     assert rgb.mode == "RGB"
+    assert tuple(np.asarray(rgb)[0, 0]) == (128, 128, 128)  # grey gaps in colour grids too
 
 
 def test_vector_models_get_scatter_plots(tmp_path):

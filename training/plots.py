@@ -46,7 +46,8 @@ def image_grid(images, cols, scale=None, pad=PAD):
     rows = math.ceil(n / cols)
     scale = cell_scale(height) if scale is None else scale
     mode = "L" if channels == 1 else "RGB"
-    canvas = Image.new(mode, grid_size(rows, cols, height, width, scale, pad), 128)
+    grey = 128 if mode == "L" else (128, 128, 128)  # a bare 128 is dark red in RGB
+    canvas = Image.new(mode, grid_size(rows, cols, height, width, scale, pad), grey)
     for i, image in enumerate(images):
         pixels = (image * 255).round().astype("uint8")
         tile = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
