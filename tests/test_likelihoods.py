@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
+import keras_vae
 from keras_vae import likelihoods
 
 
@@ -57,3 +58,29 @@ def test_config_round_trip():
     lik = likelihoods.Gaussian((2, 3), sigma=0.5, name="likelihood")
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(lik))
     assert (clone.event_shape, clone.sigma) == ((2, 3), 0.5)
+
+
+def test_learned_sigma_starts_below_the_spread_of_unit_scale_data():
+    # Started at 1, above the ring's per-axis std (0.8) and any [0, 1] pixel's, the posterior
+    # collapsed before sigma could shrink (tests/test_ring.py).
+    lik = likelihoods.make_likelihood("gaussian", (3, 2), sigma=None)
+    np.testing.assert_allclose(lik.scale(), np.full((3, 2), likelihoods.INITIAL_SIGMA), rtol=1e-6)
+    assert likelihoods.INITIAL_SIGMA <= 0.1
+
+
+def test_learned_sigma_config_round_trip_and_old_configs():
+    lik = likelihoods.Gaussian((2, 3), sigma=None, name="likelihood")
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(lik))
+    assert (clone.event_shape, clone.sigma) == ((2, 3), None)
+    assert [w.shape for w in clone.trainable_weights] == [(2, 3)]
+    # A config written before INITIAL_SIGMA existed has the same keys: sigma None is learned.
+    old = {"name": "likelihood", "trainable": True, "dtype": "float32", "event_shape": [2]}
+    assert likelihoods.Gaussian.from_config({**old, "sigma": None}).trainable_weights
+
+
+def test_saved_learned_sigma_is_kept_not_reset_to_the_initial_value(tmp_path):
+    vae = keras_vae.build_vae((2,), latent_dim=2, likelihood="gaussian", sigma=None)
+    vae.likelihood.log_sigma.assign([0.0, -1.0])  # e.g. a model trained before the change
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    np.testing.assert_allclose(loaded.likelihood.scale(), [1.0, np.exp(-1.0)], rtol=1e-6)
