@@ -114,8 +114,8 @@ print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
     "shape, filters",
     [
         ((28, 28, 1), (32, 64)),  # the default conv network
-        # Narrower than the default (whose 80,000 decodes take ~2 minutes on 2 cores, measured in
-        # benchmarks/); its activations at once would still be ~60 GB.
+        # Narrower than the default (whose 80,000 decodes take ~2 minutes on 2 cores; README);
+        # the activations of its decodes at once would still sum to ~80 GB.
         ((64, 64, 3), (8, 16)),
     ],
 )
