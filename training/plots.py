@@ -161,8 +161,13 @@ def reconstructions_image(model, x):
     return image
 
 
-def latent_scatter_image(model, x, labels=None, batch_size=1024):
+def latent_scatter_image(model, x, labels=None):
     """Posterior means of `x` in a 2-D latent space, coloured by integer label."""
+    from keras_vae import estimators
+
+    # Batches sized by the memory budget, not a count: 1024 photographs at 64x64x3 would hold
+    # ~0.7 GB of encoder activations.
+    batch_size = min(1024, estimators.pairs_per_chunk(model, 1))
     means = np.concatenate(
         [np.asarray(model.encode(x[i : i + batch_size])[0]) for i in range(0, len(x), batch_size)]
     )
