@@ -76,9 +76,10 @@ JOBS = {
 }
 
 
-def measure(job, **kwargs):
-    """Runs `job` in a fresh process; returns its peak RSS in MiB."""
-    cmd = [sys.executable, "-m", "benchmarks.memory", "--job", job]
+def measure(job, module="benchmarks.memory", **kwargs):
+    """Runs `job` of `module` (`python -m module --job job`) in a fresh process; returns its
+    peak RSS in MiB."""
+    cmd = [sys.executable, "-m", module, "--job", job]
     for key, value in kwargs.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
