@@ -1,10 +1,13 @@
 """Runs every keras-vae benchmark and writes the tables, the JSON and the plot.
 
-    python -m benchmarks.run_all            # the full run (about 10 minutes on 2 CPU cores)
+    python -m benchmarks.run_all            # the full run (about 20 minutes on 2 CPU cores,
+                                            # 10 of them the real-size section)
     python -m benchmarks.run_all --quick    # a smoke run of everything (a few minutes)
-    python -m benchmarks.run_all --mnist ~/data/mnist.npz   # adds MNIST to the quality table
+    python -m benchmarks.run_all --mnist ~/data/mnist.npz   # adds MNIST to the quality and
+                                                            # real-size tables
 
-Writes `latest.json`, `latest.md` and `log_px_vs_k.png` to `benchmarks/results/` (a `--quick`
+Writes `latest.json`, `latest.md`, `log_px_vs_k.png` and the real-size section's own
+`real_size.{json,md}` to `benchmarks/results/` (a `--quick`
 or `--only` run writes to a temporary folder unless `--out` is given). Figures are medians over repeats,
 measured after warm-up in this one run; nothing here asserts anything.
 """
@@ -18,10 +21,10 @@ import time
 if __package__ in (None, ""):  # `python benchmarks/run_all.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common, latency, memory, quality, throughput  # noqa: E402
+from benchmarks import common, latency, memory, quality, real_size, throughput  # noqa: E402
 from training.files import atomic_write_text  # noqa: E402
 
-SECTIONS = ("throughput", "latency", "memory", "quality")
+SECTIONS = ("throughput", "latency", "memory", "quality", "real_size")
 
 
 def targets(results):
@@ -82,6 +85,26 @@ def targets(results):
                     gap <= 0,
                 )
             )
+    real = results.get("real_size") or {}
+    for row in real.get("throughput", []):
+        out.append(
+            (
+                f"{row['data']}/{row['arch']} 28x28 throughput keras-vae / reference, same "
+                "settings >= 1.0",
+                f"{row['ratio']:.2f} (CPU-time ratio {row['cpu_ratio']:.2f})",
+                row["ratio"] >= 1.0,
+            )
+        )
+    for row in real.get("quality", []):
+        out.append(
+            (
+                f"{row['data']}/{row['arch']} held-out -ELBO keras-vae <= reference "
+                f"({row['epochs']} epochs)",
+                f"{row['keras_vae']['negative_elbo']:.2f} vs "
+                f"{row['reference']['negative_elbo']:.2f} nats ({row['elbo_gap']:+.2f})",
+                row["elbo_gap"] <= 0,
+            )
+        )
     return [{"target": t, "measured": m, "met": bool(ok)} for t, m, ok in out]
 
 
@@ -107,6 +130,7 @@ def render(results):
         "latency": ("Sampling latency and file sizes", latency.markdown),
         "memory": ("Peak memory", memory.markdown),
         "quality": ("Quality at equal epochs", quality.markdown),
+        "real_size": ("At real size: 28x28 and 64x64x3", real_size.markdown),
     }
     for key, (title, fn) in renderers.items():
         if key in results:
@@ -123,7 +147,9 @@ def main(argv=None):
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run of everything")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these parts")
-    parser.add_argument("--mnist", help="path of a local mnist.npz to add to the quality table")
+    parser.add_argument(
+        "--mnist", help="local MNIST (.npz or IDX folder) for the quality and real-size tables"
+    )
     parser.add_argument("--out", help="results folder (default benchmarks/results/)")
     args = parser.parse_args(argv)
     # Only a full run of every part replaces the committed results; a partial or quick one
@@ -163,13 +189,18 @@ def main(argv=None):
             quick=args.quick, mnist=args.mnist, plot_path=os.path.join(out_dir, "log_px_vs_k.png")
         )
         lap("quality")
+    if "real_size" in sections:
+        results["real_size"] = real_size.run(quick=args.quick, mnist=args.mnist)
+        results["real_size"]["machine"] = results["machine"]
+        real_size.write(results["real_size"], out_dir, echo=False)
+        lap("real_size")
     results["seconds"] = time.perf_counter() - started
     results["targets"] = targets(results)
     text = render(results)
     common.write_json(os.path.join(out_dir, "latest.json"), results)
     atomic_write_text(os.path.join(out_dir, "latest.md"), text)
     print(text)
-    print(f"Wrote {out_dir}/latest.json, latest.md and the plot.")
+    print(f"Wrote {out_dir}/latest.json, latest.md and the plot (and real_size.* if run).")
 
 
 if __name__ == "__main__":

@@ -74,3 +74,56 @@ def test_tflite_file_parts_split_constants_from_the_graph():
         assert constants >= bytes_per_weight * vae().decoder.count_params()
         assert constants <= 4 * vae().decoder.count_params() + 4096
         assert 1024 < rest < 64 * 1024
+
+
+def _in_this_process(jobs):
+    """Runs real_size's memory jobs here instead of in fresh processes (a smoke run)."""
+    import argparse
+
+    from benchmarks import memory, real_size
+
+    peaks = []
+    for job, kwargs in jobs:
+        args = {"data": None, "likelihood": None, "epochs": 1, "examples": 1, "k": 1}
+        real_size.JOBS[job](argparse.Namespace(**{**args, **kwargs}))
+        peaks.append(memory._peak_rss_mib())
+    return peaks
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and np.isfinite(value) and value > 0
+
+
+def test_real_size_quick_run_computes_every_figure(monkeypatch, tmp_path):
+    from benchmarks import real_size
+
+    monkeypatch.setattr(real_size, "_measure_all", _in_this_process)
+    # The conv model only (the MLP runs the same code); the memory part's processes are the
+    # slow test below.
+    parts = ("throughput", "quality", "evaluation", "budget")
+    result = real_size.run(quick=True, parts=parts, archs=("conv",))
+    assert [(r["data"], r["arch"]) for r in result["throughput"]] == [("digits28", "conv")]
+    assert [(r["data"], r["arch"]) for r in result["quality"]] == [("digits28", "conv")]
+    for row in result["throughput"]:
+        assert all(_positive(row[k]) for k in ("keras_vae", "reference", "ratio", "cpu_ratio"))
+    for row in result["quality"]:
+        for kind in ("keras_vae", "reference"):
+            assert all(_positive(row[kind][k]) for k in ("negative_elbo", "iwae_nll"))
+    for row in result["evaluation"]:
+        assert all(_positive(row[k]) for k in ("train_seconds", "iwae_seconds", "eval_share"))
+    assert {r["budget_mib"] for r in result["budget"]} == {16, 256}
+    for row in result["budget"]:
+        assert all(_positive(row[k]) for k in ("decodes_per_s", "vs_256", "peak_rss_mib"))
+    real_size.write(result, str(tmp_path), echo=False)
+    text = (tmp_path / "real_size.md").read_text()
+    assert "keras-vae IWAE NLL" in text and "vs 256 MiB" in text
+
+
+@pytest.mark.slow
+def test_real_size_memory_jobs_report_a_peak_from_fresh_processes():
+    from benchmarks import real_size
+
+    rows = real_size.memory_part("digits28", "digits28", quick=True)
+    assert {r["job"] for r in rows} == {"train", "evaluate", "export"}
+    assert {r["case"] for r in rows} == {"digits28 28x28 conv", "photos64 64x64x3 conv"}
+    assert all(_positive(r["mib"]) for r in rows)
