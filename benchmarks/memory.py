@@ -21,7 +21,7 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _peak_rss_mib():
+def peak_rss_mib():
     # On Linux ru_maxrss survives exec: a child started from a large parent reports the parent's
     # peak. VmHWM in /proc/self/status is this program's own high-water mark.
     try:
@@ -149,7 +149,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.job:
         JOBS[args.job](args)
-        print(json.dumps({"job": args.job, "peak_rss_mib": _peak_rss_mib()}))
+        print(json.dumps({"job": args.job, "peak_rss_mib": peak_rss_mib()}))
         return
     paths = {"given": args.tflite} if args.tflite else None
     print(markdown(run(quick=args.quick, tflite_paths=paths)))

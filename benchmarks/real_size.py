@@ -551,7 +551,7 @@ def markdown(result):
 
 def _job_main(args):
     JOBS[args.job](args)
-    print(json.dumps({"job": args.job, "peak_rss_mib": memory._peak_rss_mib()}))
+    print(json.dumps({"job": args.job, "peak_rss_mib": memory.peak_rss_mib()}))
 
 
 def main(argv=None):

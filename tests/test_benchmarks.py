@@ -86,7 +86,7 @@ def _in_this_process(jobs):
     for job, kwargs in jobs:
         args = {"data": None, "likelihood": None, "epochs": 1, "examples": 1, "k": 1}
         real_size.JOBS[job](argparse.Namespace(**{**args, **kwargs}))
-        peaks.append(memory._peak_rss_mib())
+        peaks.append(memory.peak_rss_mib())
     return peaks
 
 

@@ -1,6 +1,7 @@
 """keras_vae.estimators: log P(X) in chunks bounded by bytes, equal to the estimate done at once."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -94,7 +95,8 @@ def test_each_example_keeps_its_noise_whatever_the_batch(digits28):
 
 
 _PEAK = """
-import json, resource, sys, time
+import json, sys, time
+from benchmarks.memory import peak_rss_mib
 import numpy as np
 import keras_vae
 shape, filters = tuple(json.loads(sys.argv[1])), tuple(json.loads(sys.argv[2]))
@@ -104,7 +106,7 @@ model = keras_vae.build_vae(shape, latent_dim=16, arch="conv", likelihood=likeli
 x = np.random.default_rng(0).random((16, *shape)).astype("float32")
 start = time.time()
 ll = model.log_likelihood(x, num_samples=5000, seed=0).numpy()
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"peak_mb": peak_rss_mib(),
                   "finite": bool(np.isfinite(ll).all()), "seconds": time.time() - start}))
 """
 
@@ -125,6 +127,7 @@ def test_5000_samples_for_16_real_size_images_stay_under_the_ceiling(shape, filt
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

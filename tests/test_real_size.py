@@ -19,10 +19,11 @@ CEILING_MB = 3 * 1024
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _MAIN_JOB = """
-import json, resource, sys
+import json, sys
+from benchmarks.memory import peak_rss_mib
 from training.cli import main
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"code": code, "peak_mb": peak_rss_mib()}))
 """
 
 
@@ -101,7 +102,8 @@ def test_exported_tflite_samples_and_decodes_like_keras(job, request):
 
 
 _SERVE = """
-import json, resource, sys
+import json, sys
+from benchmarks.memory import peak_rss_mib  # VmHWM: this process's own peak
 # As a TF Serving process: none of these can be imported (`import tensorflow` tries keras and
 # tolerates the ImportError).
 for name in ("keras", "tf_keras", "keras_vae", "tensorflow_probability", "export"):
@@ -114,7 +116,7 @@ fn = served.signatures["log_likelihood"]
 shape = meta["data_shape"]
 x = (np.random.default_rng(0).random((meta["max_batch"], *shape)) < 0.3).astype("float32")
 scores = fn(x=tf.constant(x))["log_likelihood"].numpy()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_rss_mib()
 try:
     fn(x=tf.constant(np.concatenate([x, x[:1]])))
     refused = ""
