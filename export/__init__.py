@@ -18,6 +18,9 @@ DEFAULT_IW_SAMPLES = 64
 # log_likelihood are 16,384 decodes, a few seconds on one core.
 DEFAULT_MAX_BATCH = 256
 TFLITE_DIR = "tflite"
+# The TFLite variants, keys of export.tflite.QUANTIZATIONS: named here, where `keras-vae-export
+# --help` reads them without loading TensorFlow.
+QUANTIZATION_NAMES = ("float32", "float16", "dynamic", "int8")
 
 _LAZY = {
     "export_saved_model": "export.saved_model",
@@ -115,6 +118,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_SAMPLES",
     "QUANTIZATIONS",
+    "QUANTIZATION_NAMES",
     "check_model",
     "export_all",
     "export_saved_model",

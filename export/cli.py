@@ -5,9 +5,12 @@ import os
 import sys
 import zipfile
 
-from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_BATCH, DEFAULT_MAX_SAMPLES
-
-QUANTIZATION_NAMES = ("float32", "float16", "dynamic", "int8")
+from export import (
+    DEFAULT_IW_SAMPLES,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_SAMPLES,
+    QUANTIZATION_NAMES,
+)
 
 EXAMPLE = """\
 example:

@@ -20,6 +20,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import keras_vae
+from export import QUANTIZATION_NAMES
 from export.saved_model import read_metadata
 
 TFLITE_SIGNATURES = ("decode", "sample")
@@ -63,7 +64,7 @@ def _int8(converter, calibration):
     _per_tensor_dense(converter)
 
 
-QUANTIZATIONS = {"float32": _float32, "float16": _float16, "dynamic": _dynamic, "int8": _int8}
+QUANTIZATIONS = dict(zip(QUANTIZATION_NAMES, (_float32, _float16, _dynamic, _int8), strict=True))
 
 
 def check_quantization(quantize):

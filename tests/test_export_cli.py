@@ -81,3 +81,11 @@ def test_help_shows_an_example():
     # --help answers at once: the command line is parsed before TensorFlow is imported.
     check = "import sys, export.cli; assert 'tensorflow' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", check], cwd=REPO, timeout=60).returncode == 0
+
+
+def test_the_quantize_choices_are_the_tflite_variants():
+    from export import QUANTIZATION_NAMES, tflite
+
+    assert tuple(tflite.QUANTIZATIONS) == QUANTIZATION_NAMES
+    quantize = next(a for a in cli._parser()._actions if a.dest == "quantize")
+    assert tuple(quantize.choices) == QUANTIZATION_NAMES
