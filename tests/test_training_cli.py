@@ -2,6 +2,7 @@
 SIGKILL."""
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from training import cli, evaluate, plots
+from training.config import TrainConfig, option
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
@@ -139,6 +141,56 @@ def test_help_shows_examples():
     ).stdout  # fmt: skip
     assert "examples:" in out and "keras-vae-train --data mnist.npz" in out
     assert "--strategy" in out and "TF_CONFIG" in out
+
+
+def test_every_config_field_has_a_flag_with_help_in_its_group():
+    parser = cli.build_parser()
+    flags = {a.dest: a for a in parser._actions}
+    titles = {g.title: g for g in parser._action_groups}
+    for field in dataclasses.fields(TrainConfig):
+        action = flags[field.name]
+        assert action.option_strings[0] == "--" + field.name.replace("_", "-")
+        assert action.help and "{" not in action.help, field.name
+        assert action.default is None, field.name  # so that flags override --config
+        assert action in titles[field.metadata["group"]]._group_actions, field.name
+    assert set(flags) - {f.name for f in dataclasses.fields(TrainConfig)} == {
+        "help", "config", "run_dir",
+    }  # fmt: skip
+    help_text = parser.format_help()
+    assert "--binarize, --no-binarize" in help_text and "(default off)" in help_text
+    assert "Adam step size (default 0.001)" in help_text and "--arch {mlp,conv}" in help_text
+
+
+def test_a_new_config_field_is_a_new_flag(monkeypatch, capsys):
+    @dataclasses.dataclass(frozen=True)
+    class Extended(TrainConfig):
+        warmup_epochs: int = option(0, "training", "epochs of KL warm-up (default {default})")
+
+    monkeypatch.setattr(cli, "TrainConfig", Extended)
+    parser = cli.build_parser()
+    assert "--warmup-epochs WARMUP_EPOCHS" in parser.format_help()
+    assert "epochs of KL warm-up (default 0)" in parser.format_help()
+    config = cli.config_from_args(parser.parse_args(["--warmup-epochs", "5", "--epochs", "2"]))
+    assert config.warmup_epochs == 5 and config.epochs == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--warmup-epochs", "five"])
+    assert "invalid int value: 'five'" in capsys.readouterr().err
+
+
+def test_flags_override_the_config_file_field_by_field(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"data": "ring", "epochs": 5, "export": False, "sigma": 0.1}))
+    args = cli.build_parser().parse_args(
+        ["--config", str(path), "--epochs", "7", "--sigma", "learned"]
+    )
+    config = cli.config_from_args(args)
+    assert (config.data, config.epochs, config.export, config.sigma) == (
+        "ring",
+        7,
+        False,
+        "learned",
+    )
+    assert config.latent_dim == TrainConfig().latent_dim
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """training.config (validation, round trip, resumption rules) and training.plots (grids, scatter
 plots for vector data), without training."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 import keras_vae
 from training import plots
-from training.config import ConfigError, TrainConfig, check_resumable
+from training.config import ARCHS, LIKELIHOODS, ConfigError, TrainConfig, check_resumable
 
 
 def test_config_round_trips_through_json():
@@ -37,6 +38,28 @@ def test_bad_config_values_are_refused(values, message):
         ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
     ):
         TrainConfig.from_dict(values).validate()
+
+
+def test_a_config_is_validated_once_when_made(monkeypatch):
+    with pytest.raises(ConfigError, match="epochs must be an integer >= 1"):
+        TrainConfig(epochs=0)
+    config = TrainConfig.from_dict({"data": "ring", "epochs": 2})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 0
+
+    def again(self):
+        raise AssertionError("validated twice")
+
+    # train(config) takes a TrainConfig as it is: it was validated when made.
+    monkeypatch.setattr(TrainConfig, "validate", again)
+    assert TrainConfig.from_dict(config) is config
+
+
+def test_the_cli_choices_are_the_library_registries():
+    from keras_vae import likelihoods, networks
+
+    assert ARCHS == tuple(networks.ARCHITECTURES)
+    assert LIKELIHOODS == tuple(likelihoods.LIKELIHOODS)
 
 
 def test_resumption_allows_more_epochs_but_not_another_model():

@@ -9,8 +9,9 @@ import dataclasses
 import json
 import os
 import sys
+import typing
 
-from training.config import ARCHS, LIKELIHOODS, STRATEGIES, ConfigError, TrainConfig
+from training.config import GROUPS, ConfigError, TrainConfig
 
 PROG = "keras-vae-train"
 EPILOG = """examples:
@@ -40,19 +41,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _sigma(text):
-    if text == "learned":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number or 'learned'; received {text!r}"
-        ) from None
-
-
 def build_parser():
-    d = TrainConfig()
+    """The flags: `--config`, `--run-dir`, and one per `TrainConfig` field, in its group."""
     p = _Parser(
         prog=PROG,
         description="Train a variational autoencoder on images or tables, with pictures, "
@@ -61,71 +51,37 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="start from a config.json written by an earlier run")
-    data = p.add_argument_group("data")
-    data.add_argument(
-        "--data",
-        help="offline: digits (8x8), digits28 (the same digits at 28x28), photos64 (64x64 "
-        "colour photo patches, Gaussian likelihood), ring; downloaded: mnist, fashion_mnist; or "
-        "a path to .npz, .npy, .csv, an IDX file or a folder of IDX files or PNG/JPEG images "
-        f"(default {d.data})",
-    )
-    data.add_argument(
-        "--test-split", type=float, help=f"held-out fraction (default {d.test_split})"
-    )
-    data.add_argument("--limit", type=int, help="use at most this many examples per split")
-    data.add_argument(
-        "--binarize", action=argparse.BooleanOptionalAction, default=None,
-        help="dynamic binarization of pixels for the Bernoulli likelihood (default off)",
-    )  # fmt: skip
-    model = p.add_argument_group("model")
-    model.add_argument("--arch", choices=ARCHS, help=f"network (default {d.arch})")
-    model.add_argument("--latent-dim", type=int, help=f"size of z (default {d.latent_dim})")
-    model.add_argument(
-        "--likelihood", choices=LIKELIHOODS,
-        help="P(X|z) (default: bernoulli for images, gaussian for vectors)",
-    )  # fmt: skip
-    model.add_argument(
-        "--sigma", type=_sigma, help=f"gaussian std, a number or 'learned' (default {d.sigma})"
-    )
-    model.add_argument("--beta", type=float, help=f"KL weight (default {d.beta})")
-    fit = p.add_argument_group("training")
-    fit.add_argument("--epochs", type=int, help=f"passes over the data (default {d.epochs})")
-    fit.add_argument("--batch-size", type=int, help=f"global batch (default {d.batch_size})")
-    fit.add_argument(
-        "--learning-rate", type=float, help=f"Adam step size (default {d.learning_rate:g})"
-    )
-    fit.add_argument("--seed", type=int, help=f"seed for weights, split, noise (default {d.seed})")
-    fit.add_argument(
-        "--strategy", choices=STRATEGIES, help="tf.distribute strategy (default one device)"
-    )
-    fit.add_argument("--devices", help="mirrored devices, comma-separated, e.g. /gpu:0,/gpu:1")
-    out = p.add_argument_group("output")
-    out.add_argument("--run-dir", help="output folder (default runs/<data name>)")
-    out.add_argument(
-        "--export", action=argparse.BooleanOptionalAction, default=None,
-        help="write SavedModel and TFLite files to RUN_DIR/export (default on)",
-    )  # fmt: skip
-    out.add_argument(
-        "--iwae-samples",
-        type=int,
-        help="K for the held-out log-likelihood (default: up to 1000, so that the evaluation "
-        "decodes no more latents than training saw examples)",
-    )
-    out.add_argument(
-        "--eval-examples",
-        type=int,
-        help="held-out examples for the log-likelihood (default: in proportion to the training, "
-        "at least 500 or all)",
-    )
-    out.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2),
-        help="0 silent, 1 progress bar (default), 2 one line per epoch",
-    )  # fmt: skip
+    fields = dataclasses.fields(TrainConfig)
+    for name in GROUPS:
+        group = p.add_argument_group(name)
+        if name == "output":
+            group.add_argument("--run-dir", help="output folder (default runs/<data name>)")
+        for field in fields:
+            if field.metadata["group"] == name:
+                group.add_argument("--" + field.name.replace("_", "-"), **_flag(field))
     return p
 
 
+def _flag(field):
+    # Every flag defaults to None, "not given", so that flags override --config field by field.
+    default = field.default
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    types = [t for t in typing.get_args(field.type) or (field.type,) if t is not type(None)]
+    implied = {}
+    if types == [bool]:
+        implied = {"action": argparse.BooleanOptionalAction}
+    elif types in ([int], [float]):
+        implied = {"type": types[0]}
+    return {
+        "help": field.metadata["help"].format(default=default),
+        **implied,
+        **field.metadata["flag"],
+    }
+
+
 def config_from_args(args):
-    """Merges the flags over --config (if any) over the defaults; validates the result."""
+    """Merges the flags over --config (if any) over the defaults; the result is validated."""
     values = {}
     if args.config:
         try:
@@ -137,7 +93,7 @@ def config_from_args(args):
         value = getattr(args, field.name, None)
         if value is not None:
             values[field.name] = value
-    return TrainConfig.from_dict(values).validate()
+    return TrainConfig.from_dict(values)
 
 
 def default_run_dir(data):

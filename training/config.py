@@ -1,9 +1,12 @@
 """The training run's configuration: flat, typed, validated once, written to RUN_DIR/config.json.
 
 Every field is a plain value so the JSON file repeats a run exactly:
-`keras-vae-train --config RUN_DIR/config.json` or `train(json.load(...), run_dir)`.
+`keras-vae-train --config RUN_DIR/config.json` or `train(json.load(...), run_dir)`. Each field
+also carries its command-line flag (`option`): `keras-vae-train` builds its parser from them, so
+a new setting is one line here.
 """
 
+import argparse
 import dataclasses
 import json
 import math
@@ -11,9 +14,15 @@ import os
 
 # The names training.data.LOADERS knows (tests/test_training_data.py checks they agree).
 NAMED_DATA = ("digits", "digits28", "photos64", "ring", "mnist", "fashion_mnist")
+# The keys of keras_vae.networks.ARCHITECTURES and keras_vae.likelihoods.LIKELIHOODS, named
+# again because importing keras_vae loads Keras and TensorFlow (seconds) and `--help` and bad
+# flags answer without them; tests/test_training_config_plots.py checks they agree.
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 STRATEGIES = ("default", "mirrored", "multi-worker")
+VERBOSITY = (0, 1, 2)
+# The flag groups of `keras-vae-train --help`, in order.
+GROUPS = ("data", "model", "training", "output")
 LOCAL_SUFFIXES = (".npz", ".npy", ".csv", "-idx3-ubyte", "-idx3-ubyte.gz")
 
 # Fields that may change between a run and its resumption without making the saved training
@@ -35,9 +44,34 @@ class ConfigError(ValueError):
     """A flag or config value is invalid; the message is one line that says how to fix it."""
 
 
-@dataclasses.dataclass
+def option(default, group, help, **flag):
+    """A config field with its `keras-vae-train` flag (`--latent-dim` for `latent_dim`).
+
+    Args:
+        default: the field's default.
+        group: str. One of `GROUPS`, where `--help` lists the flag.
+        help: str. The flag's help; "{default}" in it shows the default (on/off for a bool).
+        **flag: further `add_argument` arguments, e.g. `choices`, or a `type` that the field's
+            annotation does not imply (int and float do; a bool is `--x/--no-x`).
+    """
+    return dataclasses.field(default=default, metadata={"group": group, "help": help, "flag": flag})
+
+
+def parse_sigma(text):
+    """`--sigma`: a number (checked by `TrainConfig.validate`) or "learned"."""
+    if text == "learned":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number or 'learned'; received {text!r}"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """What to train and how.
+    """What to train and how; checked when made (`validate`), so every instance is valid.
 
     Args:
         data: str. A name: "digits" (8x8), "digits28" (the same digits at 28x28), "photos64"
@@ -60,37 +94,83 @@ class TrainConfig:
         test_split: float. Held-out fraction when the data has no test split of its own.
         limit: int or None. Use at most this many training examples (quick runs).
         binarize: bool. Dynamic binarization: each epoch sees pixels drawn from Bernoulli(x).
+        export: bool. Write RUN_DIR/export/ (SavedModel and TFLite) at the end.
         iwae_samples: int or None. Importance samples K for the held-out log-likelihood; None
             chooses up to 1000 in proportion to the training (`training.evaluate.evaluation_plan`).
         eval_examples: int or None. Held-out examples for the log-likelihood; None chooses in
             proportion to the training (at least 500 or all).
-        export: bool. Write RUN_DIR/export/ (SavedModel and TFLite) at the end.
         verbose: int. Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
     """
 
-    data: str = "digits"
-    arch: str = "mlp"
-    latent_dim: int = 2
-    likelihood: str | None = None
-    sigma: float | str = "learned"
-    beta: float = 1.0
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 0
-    strategy: str = "default"
-    devices: str | None = None
-    test_split: float = 0.2
-    limit: int | None = None
-    binarize: bool = False
-    iwae_samples: int | None = None
-    eval_examples: int | None = None
-    export: bool = True
-    verbose: int = 1
+    data: str = option(
+        "digits",
+        "data",
+        "offline: digits (8x8), digits28 (the same digits at 28x28), photos64 (64x64 colour photo "
+        "patches, Gaussian likelihood), ring; downloaded: mnist, fashion_mnist; or a path to "
+        ".npz, .npy, .csv, an IDX file or a folder of IDX files or PNG/JPEG images "
+        "(default {default})",
+    )
+    arch: str = option("mlp", "model", "network (default {default})", choices=ARCHS)
+    latent_dim: int = option(2, "model", "size of z (default {default})")
+    likelihood: str | None = option(
+        None,
+        "model",
+        "P(X|z) (default: bernoulli for images, gaussian for vectors)",
+        choices=LIKELIHOODS,
+    )
+    sigma: float | str = option(
+        "learned",
+        "model",
+        "gaussian std, a number or 'learned' (default {default})",
+        type=parse_sigma,
+    )
+    beta: float = option(1.0, "model", "KL weight (default {default})")
+    epochs: int = option(30, "training", "passes over the data (default {default})")
+    batch_size: int = option(64, "training", "global batch (default {default})")
+    learning_rate: float = option(1e-3, "training", "Adam step size (default {default:g})")
+    seed: int = option(0, "training", "seed for weights, split, noise (default {default})")
+    strategy: str = option(
+        "default", "training", "tf.distribute strategy (default one device)", choices=STRATEGIES
+    )
+    devices: str | None = option(
+        None, "training", "mirrored devices, comma-separated, e.g. /gpu:0,/gpu:1"
+    )
+    test_split: float = option(0.2, "data", "held-out fraction (default {default})")
+    limit: int | None = option(None, "data", "use at most this many examples per split")
+    binarize: bool = option(
+        False,
+        "data",
+        "dynamic binarization of pixels for the Bernoulli likelihood (default {default})",
+    )
+    export: bool = option(
+        True, "output", "write SavedModel and TFLite files to RUN_DIR/export (default {default})"
+    )
+    iwae_samples: int | None = option(
+        None,
+        "output",
+        "K for the held-out log-likelihood (default: up to 1000, so that the evaluation decodes "
+        "no more latents than training saw examples)",
+    )
+    eval_examples: int | None = option(
+        None,
+        "output",
+        "held-out examples for the log-likelihood (default: in proportion to the training, at "
+        "least 500 or all)",
+    )
+    verbose: int = option(
+        1,
+        "output",
+        "0 silent, 1 progress bar (default), 2 one line per epoch",
+        choices=VERBOSITY,
+    )
+
+    def __post_init__(self):
+        self.validate()
 
     @classmethod
     def from_dict(cls, values):
-        """Builds a config from a dict (e.g. a loaded config.json); unknown keys are an error."""
+        """Builds a validated config from a dict (e.g. a loaded config.json); unknown keys are an
+        error. A `TrainConfig` is returned as it is: it was validated when made."""
         if isinstance(values, cls):
             return values
         if not isinstance(values, dict):
@@ -157,7 +237,7 @@ class TrainConfig:
             raise ConfigError(
                 "--arch conv needs images; a .csv table holds vectors. Use --arch mlp."
             )
-        if self.verbose not in (0, 1, 2):
+        if self.verbose not in VERBOSITY:
             raise ConfigError(f"verbose must be 0, 1 or 2; received {self.verbose!r}.")
         return self
 

@@ -137,7 +137,7 @@ def train(config, run_dir):
     >>> result = train({"data": "digits", "epochs": 5, "export": False}, "runs/digits")
     >>> result["metrics"]["negative_elbo"]
     """
-    config = TrainConfig.from_dict(config).validate()
+    config = TrainConfig.from_dict(config)
     run_dir = os.path.abspath(run_dir)
     # The strategy comes first: it may split the CPU into logical devices or join a cluster,
     # both of which must happen before TensorFlow touches a device.
