@@ -119,7 +119,7 @@ def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
     k = check_num_samples(num_samples)
     chunk = pairs_per_chunk(model, k, memory_budget)
     latent_dim = model.latent_dim
-    dtype = x.dtype
+    dtype = tf.float32  # the estimate's sums, under mixed precision too
     batch = tf.shape(x)[0]
     total = batch * k
     key = rng.stream_key(seed)
@@ -132,7 +132,7 @@ def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
         local = examples - first
         span = examples[-1] - first + 1
         eps = tf.cast(_noise(key, examples, samples, latent_dim), dtype)
-        xs = tf.gather(x, examples)
+        xs = tf.cast(tf.gather(x, examples), dtype)
         if proposal == "posterior":
             posterior = model.posterior_from_encoding(model.encoder(x[first : first + span]))
             loc = tf.gather(posterior.loc, local)
@@ -140,10 +140,12 @@ def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
             z = loc + scale * eps
             log_q = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale).log_prob(z)
             log_w = objectives.importance_log_weights(
-                model.likelihood.log_prob(xs, model.decoder(z)), prior.log_prob(z), log_q
+                model.likelihood.log_prob(xs, tf.cast(model.decoder(z), dtype)),
+                prior.log_prob(z),
+                log_q,
             )
         else:
-            log_w = model.likelihood.log_prob(xs, model.decoder(eps))
+            log_w = model.likelihood.log_prob(xs, tf.cast(model.decoder(eps), dtype))
         part = _segment_logsumexp(log_w, local, span)
         rows = tf.range(first, first + span)[:, tf.newaxis]
         merged = tf.reduce_logsumexp(tf.stack([tf.gather(acc, rows[:, 0]), part]), axis=0)

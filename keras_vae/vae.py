@@ -205,7 +205,9 @@ class VAE(keras.Model):
     # The model.
 
     def posterior_from_encoding(self, encoding):
-        loc, raw_scale = tf.split(encoding, 2, axis=-1)
+        # The posterior, the KL and log P(X|z) are float32 under a mixed-precision policy too
+        # (sums over thousands of pixels overflow float16); the networks run in its dtype.
+        loc, raw_scale = tf.split(tf.cast(encoding, "float32"), 2, axis=-1)
         scale = tf.nn.softplus(raw_scale) + MIN_POSTERIOR_SCALE
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
@@ -223,9 +225,11 @@ class VAE(keras.Model):
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         if replicas == 1:
-            return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+            return keras.random.normal(
+                (batch_size, self.latent_dim), seed=self.seed_generator, dtype="float32"
+            )
         noise = keras.random.normal(
-            (batch_size * replicas, self.latent_dim), seed=self.seed_generator
+            (batch_size * replicas, self.latent_dim), seed=self.seed_generator, dtype="float32"
         )
         start = ctx.replica_id_in_sync_group * batch_size
         return noise[start : start + batch_size]
@@ -268,8 +272,9 @@ class VAE(keras.Model):
     def _objective(self, data, training):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         out = self(x, training=training, sample_posterior=True, return_all=True)
-        x = tf.cast(x, out["params"].dtype)
-        reconstruction = -self.likelihood.log_prob(x, out["params"])
+        reconstruction = -self.likelihood.log_prob(
+            tf.cast(x, "float32"), tf.cast(out["params"], "float32")
+        )
         # self.losses holds beta * mean KL from call, plus any regularizers of the networks.
         objective = tf.reduce_mean(reconstruction) + tf.add_n(self.losses)
         return objective, reconstruction, out["kl"]
@@ -294,6 +299,9 @@ class VAE(keras.Model):
             # on N slices of the global batch take the same step as one device on all of it.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = objective / replicas if replicas > 1 else objective
+            # As Keras' own step: a LossScaleOptimizer (mixed_float16) scales the loss here and
+            # unscales the gradients in apply; other optimizers return it unchanged.
+            scaled = self.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
         return self._update_metrics(reconstruction, kl)
@@ -358,8 +366,8 @@ class VAE(keras.Model):
             tf.shape(posterior.mean()), seed=self.seed_generator if seed is None else seed
         )
         z = objectives.reparameterize(posterior, eps)
-        x = tf.cast(x, z.dtype)
-        log_px = self.likelihood.log_prob(x, self.decoder(z))
+        params = tf.cast(self.decoder(z), "float32")
+        log_px = self.likelihood.log_prob(tf.cast(x, "float32"), params)
         return log_px - objectives.kl_to_standard_normal(posterior)
 
     def _estimate(self, name, x, num_samples, seed, memory_budget):

@@ -306,3 +306,23 @@ def test_custom_user_networks_are_accepted():
     history = vae.fit(x, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert vae.sample(3, seed=0).shape == (3, 6)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_training_step_under_a_precision_policy_lowers_a_finite_loss(binary_digits, policy):
+    x_train, x_test = binary_digits
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        vae = small_vae(latent_dim=4, hidden_units=(64,), seed=0)
+        vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+        history = vae.fit(x_train[:512], epochs=4, batch_size=64, verbose=0).history["loss"]
+        scaled = isinstance(vae.optimizer, keras.optimizers.LossScaleOptimizer)
+        log_px = vae.log_likelihood(x_test[:8], 16, seed=0).numpy()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    # mixed_float16 runs the networks in float16 behind Keras' loss scaling; the objective and
+    # the estimates stay float32.
+    assert scaled == (policy == "mixed_float16")
+    assert vae.compute_dtype == ("float16" if scaled else "float32")
+    assert np.all(np.isfinite(history)) and history[-1] < history[0] - 2, history
+    assert log_px.dtype == np.float32 and np.all(np.isfinite(log_px))

@@ -158,8 +158,8 @@ def _elbo_terms(model, batch, seed, step):
     loc = posterior.loc
     eps = tf.random.stateless_normal(tf.shape(loc), tf.constant([seed, step]), dtype=loc.dtype)
     z = objectives.reparameterize(posterior, eps)
-    x = tf.cast(batch, z.dtype)
-    reconstruction = -model.likelihood.log_prob(x, model.decoder(z))
+    params = tf.cast(model.decoder(z), "float32")
+    reconstruction = -model.likelihood.log_prob(tf.cast(batch, "float32"), params)
     return reconstruction.numpy(), objectives.kl_to_standard_normal(posterior).numpy()
 
 
