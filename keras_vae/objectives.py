@@ -54,12 +54,6 @@ def negative_elbo(reconstruction_nll, kl, beta=1.0):
     return reconstruction_nll + beta * kl
 
 
-def log_mean_exp(log_values, axis=0):
-    """log(mean(exp(v))) along `axis`, computed stably as logsumexp(v) - log(n)."""
-    n = tf.cast(tf.shape(log_values)[axis], log_values.dtype)
-    return tf.reduce_logsumexp(log_values, axis=axis) - tf.math.log(n)
-
-
 def importance_weighted_log_likelihood(log_px_given_z, log_pz, log_qz):
     """The importance-weighted (IWAE) estimate of log P(X), with Q(z|X) as the proposal.
 
@@ -76,7 +70,8 @@ def importance_weighted_log_likelihood(log_px_given_z, log_pz, log_qz):
     Returns:
         Tensor `[B]`, in nats.
     """
-    return log_mean_exp(importance_log_weights(log_px_given_z, log_pz, log_qz), axis=0)
+    log_w = importance_log_weights(log_px_given_z, log_pz, log_qz)
+    return tfp.math.reduce_logmeanexp(log_w, axis=0)
 
 
 def importance_log_weights(log_px_given_z, log_pz, log_qz):
@@ -97,7 +92,7 @@ def naive_log_likelihood(log_px_given_z):
     Returns:
         Tensor `[B]`, in nats.
     """
-    return log_mean_exp(log_px_given_z, axis=0)
+    return tfp.math.reduce_logmeanexp(log_px_given_z, axis=0)
 
 
 def nats_to_bits_per_dim(nats, num_dims):

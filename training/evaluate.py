@@ -8,7 +8,6 @@ dimension. Every random draw is seeded, so the same model and data give the same
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -18,10 +17,6 @@ EPILOG = """examples:
   keras-vae-evaluate model.keras --data mnist.npz --iwae-samples 5000
   keras-vae-evaluate model.keras --data digits --json metrics.json
 """
-
-
-def _bits_per_dim(nats, dims):
-    return nats / (dims * math.log(2.0))
 
 
 # The IWAE evaluation after training decodes at most this many latents per training example
@@ -101,7 +96,7 @@ def evaluate(
     """
     import numpy as np
 
-    from keras_vae import estimators
+    from keras_vae import estimators, objectives
     from training.progress import Progress
 
     budget = memory_budget or estimators.DEFAULT_MEMORY_BUDGET
@@ -120,7 +115,7 @@ def evaluate(
         "negative_elbo": negative_elbo,
         "reconstruction": float(np.mean(reconstruction)),
         "kl": float(np.mean(kl)),
-        "negative_elbo_bits_per_dim": _bits_per_dim(negative_elbo, dims),
+        "negative_elbo_bits_per_dim": objectives.nats_to_bits_per_dim(negative_elbo, dims),
         "num_examples": int(len(x)),
     }
     if iwae_samples:
@@ -140,7 +135,7 @@ def evaluate(
         ll = float(np.mean(np.concatenate(log_likelihood)))
         metrics.update(
             iwae_log_likelihood=ll,
-            iwae_bits_per_dim=_bits_per_dim(-ll, dims),
+            iwae_bits_per_dim=objectives.nats_to_bits_per_dim(-ll, dims),
             iwae_samples=k,
             iwae_examples=int(len(x)),
             iwae_seconds=round(seconds, 3),
