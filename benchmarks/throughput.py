@@ -29,7 +29,7 @@ CASES = {
 BASELINE = {"batch_size": 128, "steps_per_execution": 1, "jit_compile": False, "pipeline": "numpy"}
 
 # The settings recommended for keras-vae on a CPU, chosen from this sweep over several runs (see
-# the README, "Benchmarks"): many steps per tf.function call and a cached, prefetched tf.data pipeline
+# docs/benchmarks.md): many steps per tf.function call and a cached, prefetched tf.data pipeline
 # win or tie everywhere; XLA loses on CPU for the conv model; batch 128 is kept so that the
 # optimization matches the example's (256 is faster per example, but changes training).
 RECOMMENDED = {

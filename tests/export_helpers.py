@@ -20,14 +20,12 @@ import keras_vae
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REQUESTS_DIR = REPO / "docs" / "requests"
-SERVING_DOC = REPO / "README.md"
-SERVING_HEADING = "## Serving a trained VAE"
+SERVING_DOC = REPO / "docs" / "serving.md"
 
 
 def serving_section():
-    """The README's serving section: from its heading to the next top-level (##) heading."""
-    text = SERVING_DOC.read_text(encoding="utf-8")
-    return text.split(SERVING_HEADING, 1)[1].split("\n## ", 1)[0]
+    """The serving documentation, docs/serving.md."""
+    return SERVING_DOC.read_text(encoding="utf-8")
 
 
 SIGNATURES = ("serving_default", "encode", "decode", "sample", "log_likelihood")

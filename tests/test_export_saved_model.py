@@ -147,7 +147,7 @@ def test_documented_rest_requests_feed_the_signatures():
     for name in SIGNATURES:
         request = load_request(name)
         request_text = (REQUESTS_DIR / f"{name}.request.json").read_text()
-        assert request_text.strip() in doc, f"README.md lacks the {name} request body"
+        assert request_text.strip() in doc, f"docs/serving.md lacks the {name} request body"
         assert request["signature_name"] == name
         response = rest_predict(loaded, request)
         documented = load_response(name)

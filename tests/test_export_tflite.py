@@ -202,7 +202,7 @@ def test_bad_arguments_fail_clearly(tmp_path):
 
 
 def test_python_snippets_in_the_docs_run(tmp_path, monkeypatch):
-    """The README serving section's Python blocks, run against an export laid out as it says."""
+    """docs/serving.md's Python blocks, run against an export laid out as it says."""
     out = tmp_path / "OUT"
     copy_version(out, 1)
     (out / "tflite").mkdir()

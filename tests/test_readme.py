@@ -37,3 +37,11 @@ def test_the_library_example_runs_and_gives_what_it_says(tmp_path, monkeypatch):
     log_px, naive = np.asarray(scope["log_px"]), np.asarray(scope["naive"])
     assert log_px.shape == naive.shape == (100,) and np.isfinite(log_px).all()
     assert (tmp_path / "vae.keras").exists() and scope["vae"].latent_dim == 2
+
+
+def test_the_front_page_stays_short_and_its_links_resolve():
+    assert len(README.splitlines()) <= 250
+    links = re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)\)", README)
+    assert {"docs/library.md", "docs/training.md", "docs/serving.md"} <= set(links)
+    for link in links:
+        assert (REPO / link).is_file(), link

@@ -22,7 +22,7 @@ EPILOG = """examples:
 # The IWAE evaluation after training decodes at most this many latents per training example
 # processed (epochs x training examples), so it cannot dwarf the training: a decode is a forward
 # pass of the decoder alone, a training example a forward and backward pass of both networks in
-# small batches (measured: README, "Held-out numbers").
+# small batches (measured: docs/training.md, "Held-out numbers").
 DECODES_PER_TRAINING_EXAMPLE = 1.0
 DEFAULT_IWAE_SAMPLES = 1000
 # The plan keeps at least this many held-out examples (or all there are) and lowers K instead:
