@@ -109,61 +109,58 @@ def _segment_logsumexp(values, segments, num_segments):
     return top + tf.math.log(total)
 
 
+def _log_weights(model, x, examples, samples, key, proposal):
+    """Log-weights of the pairs (examples[i], samples[i]) of `x`, in float32: `[n]`.
+
+    "posterior": log P(X|z) + log P(z) - log Q(z|X) with z ~ Q(z|X), the encoder run on the
+    examples the pairs cover. "prior": log P(X|z) with z ~ P(z).
+    """
+    dtype = tf.float32  # the estimate's sums, under mixed precision too
+    eps = tf.cast(_noise(key, examples, samples, model.latent_dim), dtype)
+    xs = tf.cast(tf.gather(x, examples), dtype)
+    if proposal == "prior":
+        return model.likelihood.log_prob(xs, tf.cast(model.decoder(eps), dtype))
+    first = examples[0]
+    local = examples - first
+    posterior = model.posterior_from_encoding(model.encoder(x[first : examples[-1] + 1]))
+    loc = tf.gather(posterior.loc, local)
+    scale = tf.gather(posterior.scale.diag, local)
+    z = loc + scale * eps
+    prior = objectives.standard_normal_prior(model.latent_dim, dtype)
+    return objectives.importance_log_weights(
+        model.likelihood.log_prob(xs, tf.cast(model.decoder(z), dtype)),
+        prior.log_prob(z),
+        tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale).log_prob(z),
+    )
+
+
 def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
     """Runs the estimator over chunks of (example, sample) pairs.
 
     `proposal` is "posterior" (importance sampling with Q(z|X)) or "prior" (the naive
-    estimate). Returns the running logsumexp over samples `[B]`, and with `keep_all` the
-    log-weights `[B * K]` (example-major), else None.
+    estimate). Returns the logsumexp over each example's samples `[B]`, accumulated chunk by
+    chunk, and with `keep_all` the log-weights `[B * K]` (example-major), else None.
     """
     k = check_num_samples(num_samples)
     chunk = pairs_per_chunk(model, k, memory_budget)
-    latent_dim = model.latent_dim
-    dtype = tf.float32  # the estimate's sums, under mixed precision too
     batch = tf.shape(x)[0]
     total = batch * k
     key = rng.stream_key(seed)
-    prior = objectives.standard_normal_prior(latent_dim, dtype)
 
-    def body(start, acc, weights):
+    def step(start, acc, *weights):
         pairs = tf.range(start, tf.minimum(start + chunk, total))
         examples, samples = pairs // k, pairs % k
-        first = examples[0]
-        local = examples - first
-        span = examples[-1] - first + 1
-        eps = tf.cast(_noise(key, examples, samples, latent_dim), dtype)
-        xs = tf.cast(tf.gather(x, examples), dtype)
-        if proposal == "posterior":
-            posterior = model.posterior_from_encoding(model.encoder(x[first : first + span]))
-            loc = tf.gather(posterior.loc, local)
-            scale = tf.gather(posterior.scale.diag, local)
-            z = loc + scale * eps
-            log_q = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale).log_prob(z)
-            log_w = objectives.importance_log_weights(
-                model.likelihood.log_prob(xs, tf.cast(model.decoder(z), dtype)),
-                prior.log_prob(z),
-                log_q,
-            )
-        else:
-            log_w = model.likelihood.log_prob(xs, tf.cast(model.decoder(eps), dtype))
-        part = _segment_logsumexp(log_w, local, span)
+        log_w = _log_weights(model, x, examples, samples, key, proposal)
+        first, span = examples[0], examples[-1] - examples[0] + 1
+        part = _segment_logsumexp(log_w, examples - first, span)
         rows = tf.range(first, first + span)[:, tf.newaxis]
-        merged = tf.reduce_logsumexp(tf.stack([tf.gather(acc, rows[:, 0]), part]), axis=0)
+        merged = tf.reduce_logsumexp(tf.stack([tf.gather_nd(acc, rows), part]), axis=0)
         acc = tf.tensor_scatter_nd_update(acc, rows, merged)
-        if weights is not None:
-            weights = weights.write(start // chunk, log_w)
-        return start + chunk, acc, weights
+        return (start + chunk, acc) + tuple(w.write(start // chunk, log_w) for w in weights)
 
-    acc = tf.fill([batch], tf.constant(-math.inf, dtype))
-    weights = (
-        tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False) if keep_all else None
-    )
-    loop_vars = (tf.constant(0), acc) + ((weights,) if keep_all else ())
-
-    def step(start, acc, *rest):
-        out = body(start, acc, rest[0] if rest else None)
-        return out if keep_all else out[:2]
-
+    acc = tf.fill([batch], tf.constant(-math.inf, tf.float32))
+    weights = (tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False),)
+    loop_vars = (tf.constant(0), acc) + (weights if keep_all else ())
     out = tf.while_loop(lambda start, *_: start < total, step, loop_vars)
     return out[1], (out[2].concat() if keep_all else None)
 
