@@ -1,0 +1,140 @@
+"""What a finished run leaves for a person, written by the chief after training: the pictures,
+metrics.json, the export and the closing summary (see `training.trainer` for the folder's
+layout)."""
+
+import json
+import os
+
+from training.files import atomic_write_text
+
+
+def untrained_metrics(model, x, seed, backup_dir, initial_epoch):
+    """The held-out ELBO terms before training (no IWAE), computed once per run: a resumed run
+    reads the numbers the first start saved to `backup_dir`/untrained.json."""
+    from training.evaluate import evaluate
+
+    path = os.path.join(backup_dir, "untrained.json")
+    if initial_epoch > 0 and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    metrics = evaluate(model, x, iwae_samples=0, seed=seed, progress=False)
+    atomic_write_text(path, json.dumps(metrics) + "\n")
+    return metrics
+
+
+def write_chief_outputs(result, model, config, data, untrained, run_state):
+    """Writes the pictures, metrics.json and (when on) the export into `result["run_dir"]`,
+    adds them to `result["files"]`, sets `metrics`, `untrained` and `epochs_run` in `result`,
+    and prints the summary when `config.verbose`.
+
+    Args:
+        result: dict. `train`'s result so far (`run_dir`, `files`, `seconds`); updated in place.
+        model: keras_vae.VAE. The trained model.
+        config: TrainConfig. The run's settings.
+        data: the trainer's loaded data (`dataset`, `likelihood`, `x_eval`, `reference`).
+        untrained: dict. The held-out metrics before training.
+        run_state: training.callbacks.RunState. The fit's record (history.csv).
+    """
+    out_dir, files = result["run_dir"], result["files"]
+    files["logs/"] = os.path.join(out_dir, "logs")
+    files["samples/"] = os.path.join(out_dir, "samples")
+    files.update(_write_pictures(model, config, data, out_dir))
+    metrics, epochs_run = _write_metrics(model, config, data, untrained, run_state, out_dir)
+    files["metrics.json"] = os.path.join(out_dir, "metrics.json")
+    if config.export:
+        files.update(_export(model, os.path.join(out_dir, "export"), data.dataset.x_train))
+    result.update(metrics=metrics, untrained=untrained, epochs_run=epochs_run)
+    if config.verbose:
+        print(summary(result), flush=True)
+
+
+def _write_pictures(model, config, data, out_dir):
+    """samples.png and reconstructions.png, and for a 2-D latent latent_scatter.png and
+    latent_manifold.png; returns name -> path."""
+    from training import plots
+
+    pictures = {
+        "samples.png": plots.samples_image(model, config.seed, data.reference),
+        "reconstructions.png": plots.reconstructions_image(model, data.x_eval),
+    }
+    if config.latent_dim == 2:
+        labels = data.dataset.y_test
+        pictures["latent_scatter.png"] = plots.latent_scatter_image(model, data.x_eval, labels)
+        pictures["latent_manifold.png"] = plots.latent_manifold_image(model)
+    return {
+        name: plots.save_png(image, os.path.join(out_dir, name)) for name, image in pictures.items()
+    }
+
+
+def _write_metrics(model, config, data, untrained, run_state, out_dir):
+    """Evaluates the held-out set (IWAE as `evaluation_plan` sizes it to the training) and
+    writes metrics.json; returns `(metrics, epochs in history.csv)`."""
+    from training import callbacks as callbacks_lib
+    from training.evaluate import evaluate, evaluation_plan
+
+    x_train, x_eval = data.dataset.x_train, data.x_eval
+    k, n = evaluation_plan(
+        len(x_eval), config.epochs * len(x_train), config.iwae_samples, config.eval_examples
+    )
+    metrics = evaluate(
+        model, x_eval, iwae_samples=k, iwae_examples=n, seed=config.seed,
+        progress=bool(config.verbose),
+    )  # fmt: skip
+    history = callbacks_lib.read_history(run_state.history_path)
+    report = {
+        "held_out": metrics,
+        "untrained": untrained,
+        "epochs": len(history),
+        "last_epoch": {k: float(v) for k, v in history[-1].items()} if history else None,
+        "data": data.dataset.info,
+        "likelihood": data.likelihood,
+        "units": "nats per example; bits_per_dim = nats / (dims * ln 2)",
+    }
+    atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
+    return metrics, len(history)
+
+
+def _export(model, out_dir, x_train):
+    """The SavedModel and TFLite files under `out_dir`; a failure is a RuntimeError that says
+    the rest of the run is in place."""
+    try:
+        from export import export_all
+    except ImportError as e:
+        raise RuntimeError(
+            f"Export is on but the export package cannot be imported ({e}); pass --no-export."
+        ) from e
+    try:
+        # overwrite: rerunning a finished run's command re-exports the same model.
+        paths = export_all(
+            model, out_dir, name="vae", version=1, representative_data=x_train[:256],
+            overwrite=True,
+        )  # fmt: skip
+    except Exception as e:
+        raise RuntimeError(
+            f"Export to {out_dir!r} failed ({type(e).__name__}: {e}); the model, pictures and "
+            "metrics are in place. Fix the cause and run keras-vae-export, or pass --no-export."
+        ) from e
+    return {f"export/{kind}": path for kind, path in paths.items()}
+
+
+def summary(result):
+    """The closing lines: the held-out numbers and where every file went."""
+    m, u = result["metrics"], result["untrained"]
+    lines = [
+        "",
+        f"Trained {result['epochs_run']} epochs in {result['seconds']:.1f} s.",
+        f"Held-out negative ELBO {m['negative_elbo']:.3f} nats "
+        f"(untrained {u['negative_elbo']:.3f}; reconstruction {m['reconstruction']:.3f}, "
+        f"KL {m['kl']:.3f}).",
+    ]
+    if "iwae_log_likelihood" in m:
+        lines.append(
+            f"Held-out log-likelihood (IWAE, K={m['iwae_samples']}, {m['iwae_examples']} "
+            f"examples, {m['iwae_seconds']:.1f} s) {m['iwae_log_likelihood']:.3f} nats = "
+            f"{m['iwae_bits_per_dim']:.4f} bits/dim."
+        )
+    lines.append(f"Files in {result['run_dir']}:")
+    width = max(len(k) for k in result["files"])
+    for name, path in result["files"].items():
+        lines.append(f"  {name:<{width}}  {path}")
+    return "\n".join(lines)
