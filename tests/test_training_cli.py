@@ -222,11 +222,10 @@ def test_bad_flags_exit_2_with_one_line_before_any_work(argv, reason, tmp_path, 
 @pytest.mark.slow
 def test_resumes_after_sigkill_with_one_history_row_per_epoch(digits_run, tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    command = [sys.executable, "-m", "training", *SHORT, "--run-dir", run_dir, *QUICK]
-    # The hook kills the process with SIGKILL right after epoch 0 is recorded.
-    crashed = subprocess.run(
-        command, env={**ENV, "KERAS_VAE_CRASH_AFTER_EPOCH": "0"}, capture_output=True, timeout=300
-    )
+    argv = [*SHORT, "--run-dir", run_dir, *QUICK]
+    # The launcher kills the process with SIGKILL right after epoch 0 is recorded.
+    command = [sys.executable, os.path.join(ROOT, "tests", "sigkill_after_epoch.py"), "0", *argv]
+    crashed = subprocess.run(command, env=ENV, capture_output=True, timeout=300)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
     assert [int(r["epoch"]) for r in _history(run_dir)] == [0]
     assert not os.path.exists(os.path.join(run_dir, "metrics.json"))
@@ -235,7 +234,6 @@ def test_resumes_after_sigkill_with_one_history_row_per_epoch(digits_run, tmp_pa
         f.write("1,1,1,1,1,1,1\n")
 
     # The same command again (run in this process, to spare a TensorFlow start-up).
-    argv = command[3:]
     argv[argv.index("--verbose") + 1] = "2"
     capsys.readouterr()
     assert cli.main(argv) == 0
