@@ -508,69 +508,17 @@ def _split(x, y, test_split, seed):
 
 
 def _finish(raw, name, test_split, seed, limit):
-    if "x" in raw:
-        x, y = raw["x"], raw.get("y")
-        _check_array(x, name)
-        if y is not None and len(y) != len(x):
-            raise DataError(f"{name}: {len(y)} labels for {len(x)} examples; expected one each.")
-        x_train, x_test, y_train, y_test = _split(x, y, test_split, seed)
-        split = f"random {1 - test_split:.0%}/{test_split:.0%} split (seed {seed})"
-    else:
-        x_train, x_test = raw["x_train"], raw["x_test"]
-        y_train, y_test = raw.get("y_train"), raw.get("y_test")
-        _check_array(x_train, f"{name} (x_train)")
-        _check_array(x_test, f"{name} (x_test)")
-        if x_train.shape[1:] != x_test.shape[1:]:
-            raise DataError(
-                f"{name}: x_train examples have shape {x_train.shape[1:]} but x_test examples "
-                f"{x_test.shape[1:]}; they must agree."
-            )
-        for labels, xs, key in ((y_train, x_train, "y_train"), (y_test, x_test, "y_test")):
-            if labels is not None and len(labels) != len(xs):
-                raise DataError(f"{name}: {key} has {len(labels)} labels for {len(xs)} examples.")
-        split = "the data's own train/test split"
+    """A loader's dict (see `LOADERS`) checked, split, cut to `limit`, scaled and described."""
+    x_train, x_test, y_train, y_test, split = _train_test(raw, name, test_split, seed)
     if limit is not None:
         # Copies, so a slice does not keep the whole data set alive (nothing below copies).
         x_train, x_test = x_train[:limit].copy(), x_test[:limit].copy()
         y_train = None if y_train is None else y_train[:limit]
         y_test = None if y_test is None else y_test[:limit]
-
     kind = raw.get("kind") or ("vector" if x_train.ndim == 2 else "image")
-    if kind == "image":
-        x_train, x_test = _as_images(x_train, name), _as_images(x_test, name)
-        divisor, scaled = _scale_pixels(x_train, x_test, name)
-        scaled = raw.get("scaled", scaled)
-        # copy=False and no division by 1: float32 data in [0, 1] (photos64's 98 MB) are not
-        # copied again after the split.
-        x_train = x_train.astype("float32", copy=False)
-        x_test = x_test.astype("float32", copy=False)
-        if divisor != 1.0:
-            x_train, x_test = x_train / divisor, x_test / divisor
-        scaling = {"scaled": scaled}
-        likelihood = raw.get("likelihood", "bernoulli")
-    else:
-        if x_train.ndim != 2:
-            raise DataError(
-                f"{name}: expected a table of shape (N, D); received shape {x_train.shape}."
-            )
-        x_train, x_test = x_train.astype("float64"), x_test.astype("float64")
-        if "scaled" in raw:
-            scaling = {"scaled": raw["scaled"]}
-        else:
-            # Min-max from the training split only, so the held-out numbers stay honest.
-            lo, hi = x_train.min(axis=0), x_train.max(axis=0)
-            span = np.where(hi > lo, hi - lo, 1.0)
-            x_train, x_test = (x_train - lo) / span, (x_test - lo) / span
-            scaling = {
-                "scaled": "min-max per column from the training split",
-                "min": lo.tolist(),
-                "max": hi.tolist(),
-            }
-        x_train, x_test = x_train.astype("float32"), x_test.astype("float32")
-        likelihood = "gaussian"
-    labels = [y for y in (y_train, y_test) if y is not None]
-    if labels and not all(np.issubdtype(y.dtype, np.integer) for y in labels):
-        y_train = y_test = None  # only integer class labels colour the latent scatter
+    scale = _scale_images if kind == "image" else _scale_vectors
+    x_train, x_test, scaling, likelihood = scale(x_train, x_test, raw, name)
+    y_train, y_test = _class_labels(y_train, y_test)
     info = {
         "name": name,
         "kind": kind,
@@ -584,9 +532,85 @@ def _finish(raw, name, test_split, seed, limit):
     }
     if "classes" in raw and y_train is not None:
         info["classes"] = raw["classes"]
+    return Dataset(x_train, x_test, y_train, y_test, info)
+
+
+def _train_test(raw, name, test_split, seed):
+    """`(x_train, x_test, y_train, y_test, split)`, checked: the data's own split, or a seeded
+    random one of `raw["x"]`; `split` says which."""
+    if "x" in raw:
+        x, y = raw["x"], raw.get("y")
+        _check_array(x, name)
+        if y is not None and len(y) != len(x):
+            raise DataError(f"{name}: {len(y)} labels for {len(x)} examples; expected one each.")
+        split = f"random {1 - test_split:.0%}/{test_split:.0%} split (seed {seed})"
+        return (*_split(x, y, test_split, seed), split)
+    x_train, x_test = raw["x_train"], raw["x_test"]
+    y_train, y_test = raw.get("y_train"), raw.get("y_test")
+    _check_array(x_train, f"{name} (x_train)")
+    _check_array(x_test, f"{name} (x_test)")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"{name}: x_train examples have shape {x_train.shape[1:]} but x_test examples "
+            f"{x_test.shape[1:]}; they must agree."
+        )
+    for labels, xs, key in ((y_train, x_train, "y_train"), (y_test, x_test, "y_test")):
+        if labels is not None and len(labels) != len(xs):
+            raise DataError(f"{name}: {key} has {len(labels)} labels for {len(xs)} examples.")
+    return x_train, x_test, y_train, y_test, "the data's own train/test split"
+
+
+def _scale_images(x_train, x_test, raw, name):
+    """Images as float32 `(N, H, W, C)` in [0, 1]; returns them, `{"scaled": how}` and the
+    suggested likelihood (Bernoulli unless the loader says otherwise)."""
+    x_train, x_test = _as_images(x_train, name), _as_images(x_test, name)
+    divisor, scaled = _scale_pixels(x_train, x_test, name)
+    # copy=False and no division by 1: float32 data in [0, 1] (photos64's 98 MB) are not
+    # copied again after the split.
+    x_train = x_train.astype("float32", copy=False)
+    x_test = x_test.astype("float32", copy=False)
+    if divisor != 1.0:
+        x_train, x_test = x_train / divisor, x_test / divisor
+    return (
+        x_train,
+        x_test,
+        {"scaled": raw.get("scaled", scaled)},
+        raw.get("likelihood", "bernoulli"),
+    )
+
+
+def _scale_vectors(x_train, x_test, raw, name):
+    """A table as float32 `(N, D)`, min-max scaled per column unless the loader scaled it;
+    returns it, the scaling (`scaled`, and `min`/`max` when min-max) and "gaussian"."""
+    if x_train.ndim != 2:
+        raise DataError(
+            f"{name}: expected a table of shape (N, D); received shape {x_train.shape}."
+        )
+    x_train, x_test = x_train.astype("float64"), x_test.astype("float64")
+    if "scaled" in raw:
+        scaling = {"scaled": raw["scaled"]}
+    else:
+        # Min-max from the training split only, so the held-out numbers stay honest.
+        lo, hi = x_train.min(axis=0), x_train.max(axis=0)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        x_train, x_test = (x_train - lo) / span, (x_test - lo) / span
+        scaling = {
+            "scaled": "min-max per column from the training split",
+            "min": lo.tolist(),
+            "max": hi.tolist(),
+        }
+    return x_train.astype("float32"), x_test.astype("float32"), scaling, "gaussian"
+
+
+def _class_labels(y_train, y_test):
+    """The labels as int64, or both None unless they are integer class labels (only those
+    colour the latent scatter)."""
+    labels = [y for y in (y_train, y_test) if y is not None]
+    if labels and not all(np.issubdtype(y.dtype, np.integer) for y in labels):
+        return None, None
     y_train = None if y_train is None else y_train.astype("int64")
     y_test = None if y_test is None else y_test.astype("int64")
-    return Dataset(x_train, x_test, y_train, y_test, info)
+    return y_train, y_test
 
 
 # ---------------------------------------------------------------------------------------------
