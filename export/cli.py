@@ -103,6 +103,9 @@ def _one_line(error):
 def main(argv=None):
     args = _parser().parse_args(argv)
     # Imported after parsing: --help and flag errors answer without loading TensorFlow.
+    from training import console
+
+    console.start_tensorflow()
     import keras
     import numpy as np
     import tensorflow as tf

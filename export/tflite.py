@@ -22,6 +22,7 @@ from ai_edge_litert.interpreter import Interpreter
 import keras_vae
 from export import QUANTIZATION_NAMES
 from export.saved_model import read_metadata
+from training.console import quiet_native_logs
 
 TFLITE_SIGNATURES = ("decode", "sample")
 # int8 calibration: the `sample` signature's own draws for these seeds, fed to `decode` too.
@@ -184,14 +185,16 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
     saved_model_dir = os.fspath(saved_model_dir)
     meta = read_metadata(saved_model_dir)
     data = None
-    if quantize == "int8":
-        if representative_data is not None:
-            data = _check_representative_data(representative_data, meta)[:_MAX_ERROR_EXAMPLES]
-        content = _convert(
-            saved_model_dir, "int8", _calibration(_convert(saved_model_dir, "float32"))
-        )
-    else:
-        content = _convert(saved_model_dir, quantize)
+    if quantize == "int8" and representative_data is not None:
+        data = _check_representative_data(representative_data, meta)[:_MAX_ERROR_EXAMPLES]
+    # The converter and the interpreters print MLIR, SavedModel-reader and XNNPACK chatter.
+    with quiet_native_logs():
+        if quantize == "int8":
+            content = _convert(
+                saved_model_dir, "int8", _calibration(_convert(saved_model_dir, "float32"))
+            )
+        else:
+            content = _convert(saved_model_dir, quantize)
     _atomic_write(out_path, content)
     latent_dim, data_shape = meta["latent_dim"], meta["data_shape"]
     sidecar = {

@@ -109,7 +109,6 @@ def _one_line(error):
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -118,6 +117,9 @@ def main(argv=None):
         parser.exit(2, f"{PROG}: error: {e}\n")
     run_dir = args.run_dir or default_run_dir(config.data)
 
+    from training import console
+
+    console.start_tensorflow()
     from training.data import DataError
     from training.trainer import train
 

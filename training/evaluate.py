@@ -153,7 +153,7 @@ def _elbo_terms(model, batch, seed, step):
     loc = posterior.loc
     eps = tf.random.stateless_normal(tf.shape(loc), tf.constant([seed, step]), dtype=loc.dtype)
     z = objectives.reparameterize(posterior, eps)
-    params = tf.cast(model.decoder(z), "float32")
+    params = tf.cast(model.decoder_params(z), "float32")
     reconstruction = -model.likelihood.log_prob(tf.cast(batch, "float32"), params)
     return reconstruction.numpy(), objectives.kl_to_standard_normal(posterior).numpy()
 
@@ -215,7 +215,6 @@ def _parser():
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     path = args.model
     if os.path.isdir(path):
@@ -243,6 +242,9 @@ def main(argv=None):
         print("keras-vae-evaluate: error: --iwae-samples must be >= 0.", file=sys.stderr)
         return 2
 
+    from training import console
+
+    console.start_tensorflow()
     import keras
 
     import keras_vae  # noqa: F401 - registers the VAE for loading
