@@ -648,7 +648,7 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size, drop_remainder=drop_remainder)
         if binarize:
             ds = ds.enumerate().map(
-                lambda i, batch: _binarize(batch, tf.stack([seed + 1, i])),
+                lambda i, batch: _binarize(batch, _noise_seed(seed, 0, i)),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -667,7 +667,7 @@ def make_dataset(
     def gather(epoch, i, idx):
         batch = tf.gather(x, idx)
         if binarize:
-            batch = _binarize(batch, tf.stack([seed + 1, epoch * 1_000_003 + i]))
+            batch = _binarize(batch, _noise_seed(seed, epoch, i))
         return batch
 
     ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(one_epoch)
@@ -675,10 +675,23 @@ def make_dataset(
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def _noise_seed(seed, epoch, batch):
+    """The stateless seed of batch `batch` of epoch `epoch`'s binarization noise.
+
+    Folded in from the root `(seed, -1)`: the epochs' permutations use `(seed, epoch)` with
+    epoch >= 0, so the two streams never share a seed.
+    """
+    import tensorflow as tf
+
+    fold_in = tf.random.experimental.stateless_fold_in
+    root = tf.constant([seed, -1], tf.int64)
+    return fold_in(fold_in(root, tf.cast(epoch, tf.int64)), tf.cast(batch, tf.int64))
+
+
 def _binarize(batch, seed):
     import tensorflow as tf
 
-    noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.cast(seed, tf.int64))
+    noise = tf.random.stateless_uniform(tf.shape(batch), seed=seed)
     return tf.cast(noise < batch, batch.dtype)
 
 
