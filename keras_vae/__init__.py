@@ -11,6 +11,7 @@ if keras.backend.backend() != "tensorflow":
 from keras_vae import objectives  # noqa: E402
 from keras_vae.likelihoods import Bernoulli, Gaussian  # noqa: E402
 from keras_vae.networks import build_conv, build_mlp  # noqa: E402
+from keras_vae.standardize import LatentFrame, StandardizeLatents, standardize_latents  # noqa: E402
 from keras_vae.vae import VAE, build_vae  # noqa: E402
 
 __version__ = "0.1.0"
@@ -19,8 +20,11 @@ __all__ = [
     "VAE",
     "Bernoulli",
     "Gaussian",
+    "LatentFrame",
+    "StandardizeLatents",
     "build_conv",
     "build_mlp",
     "build_vae",
     "objectives",
+    "standardize_latents",
 ]

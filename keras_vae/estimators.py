@@ -119,7 +119,7 @@ def _log_weights(model, x, examples, samples, key, proposal):
     eps = tf.cast(_noise(key, examples, samples, model.latent_dim), dtype)
     xs = tf.cast(tf.gather(x, examples), dtype)
     if proposal == "prior":
-        return model.likelihood.log_prob(xs, tf.cast(model.decoder(eps), dtype))
+        return model.likelihood.log_prob(xs, tf.cast(model.decoder_params(eps), dtype))
     first = examples[0]
     local = examples - first
     posterior = model.posterior_from_encoding(model.encoder(x[first : examples[-1] + 1]))
@@ -128,7 +128,7 @@ def _log_weights(model, x, examples, samples, key, proposal):
     z = loc + scale * eps
     prior = objectives.standard_normal_prior(model.latent_dim, dtype)
     return objectives.importance_log_weights(
-        model.likelihood.log_prob(xs, tf.cast(model.decoder(z), dtype)),
+        model.likelihood.log_prob(xs, tf.cast(model.decoder_params(z), dtype)),
         prior.log_prob(z),
         tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale).log_prob(z),
     )

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_vae import estimators, networks, objectives
+from keras_vae import estimators, networks, objectives, standardize
 from keras_vae import likelihoods as likelihoods_lib
 
 tfd = tfp.distributions
@@ -73,6 +73,9 @@ class VAE(keras.Model):
             data dimension. Ignored for "bernoulli".
         beta: float. Weight of the KL term (1 gives the ELBO; other values a beta-VAE).
         seed: int or None. Seeds the model's own random draws (posterior samples in training).
+        standardize_latents: bool. Keep a `LatentFrame` that `keras_vae.StandardizeLatents`
+            (a callback) moves after each epoch so the codes match P(z) = N(0, I): an exact
+            change of coordinates that lowers the KL and keeps prior samples on the data.
 
     Example:
     >>> encoder, decoder = keras_vae.build_mlp((64,), latent_dim=2)
@@ -83,7 +86,15 @@ class VAE(keras.Model):
     """
 
     def __init__(
-        self, encoder, decoder, likelihood="bernoulli", sigma=1.0, beta=1.0, seed=None, **kwargs
+        self,
+        encoder,
+        decoder,
+        likelihood="bernoulli",
+        sigma=1.0,
+        beta=1.0,
+        seed=None,
+        standardize_latents=True,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if likelihood not in likelihoods_lib.LIKELIHOODS:
@@ -103,6 +114,9 @@ class VAE(keras.Model):
         self.seed = seed
         self.likelihood = likelihoods_lib.make_likelihood(likelihood, self.data_shape, sigma)
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.standardize_latents = bool(standardize_latents)
+        if self.standardize_latents:
+            self.latent_frame = standardize.LatentFrame(self.latent_dim, name="latent_frame")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
@@ -209,7 +223,19 @@ class VAE(keras.Model):
         # (sums over thousands of pixels overflow float16); the networks run in its dtype.
         loc, raw_scale = tf.split(tf.cast(encoding, "float32"), 2, axis=-1)
         scale = tf.nn.softplus(raw_scale) + MIN_POSTERIOR_SCALE
+        if self.standardize_latents:
+            loc, scale = self.latent_frame.from_network(loc, scale)
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+    def decoder_params(self, z, training=None):
+        """The decoder's output (the parameters of P(X|z)) for latents `z` in the prior's frame.
+
+        Every decode goes through here: with `standardize_latents` the decoder sees z mapped by
+        the model's `LatentFrame`.
+        """
+        if self.standardize_latents:
+            z = self.latent_frame.to_network(z)
+        return self.decoder(z, training=training)
 
     def posterior(self, x):
         """Q(z|X) for a batch `x`, as a `tfd.MultivariateNormalDiag` with batch shape `[B]`."""
@@ -251,7 +277,7 @@ class VAE(keras.Model):
             z = objectives.reparameterize(posterior, self._posterior_noise(tf.shape(kl)[0]))
         else:
             z = posterior.mean()
-        params = self.decoder(z, training=training)
+        params = self.decoder_params(z, training=training)
         if return_all:
             return {
                 "params": params,
@@ -326,7 +352,7 @@ class VAE(keras.Model):
         return self._decode_mean(z)
 
     def _decode_mean(self, z):
-        mean = self.likelihood.mean(self.decoder(z))
+        mean = self.likelihood.mean(self.decoder_params(z))
         # A NaN or inf latent gives a NaN row on every CPU: oneDNN's ReLU on AVX-512 maps NaN to
         # 0, which would turn a broken request into a plausible image. sum(z - z) is exactly 0
         # for a finite row and NaN otherwise; adding it (rather than a select with a NaN
@@ -339,7 +365,7 @@ class VAE(keras.Model):
 
     def reconstruct(self, x):
         """Decodes the posterior mean: the deterministic reconstruction of `x`."""
-        return self.likelihood.mean(self.decoder(self.posterior(x).mean()))
+        return self.likelihood.mean(self.decoder_params(self.posterior(x).mean()))
 
     def sample_prior(self, num_samples, seed=None):
         """Draws `[num_samples, latent_dim]` latents from P(z) = N(0, I).
@@ -366,7 +392,7 @@ class VAE(keras.Model):
             tf.shape(posterior.mean()), seed=self.seed_generator if seed is None else seed
         )
         z = objectives.reparameterize(posterior, eps)
-        params = tf.cast(self.decoder(z), "float32")
+        params = tf.cast(self.decoder_params(z), "float32")
         log_px = self.likelihood.log_prob(tf.cast(x, "float32"), params)
         return log_px - objectives.kl_to_standard_normal(posterior)
 
@@ -429,6 +455,7 @@ class VAE(keras.Model):
                 "sigma": self.sigma,
                 "beta": self.beta,
                 "seed": self.seed,
+                "standardize_latents": self.standardize_latents,
             }
         )
         return config
@@ -436,6 +463,8 @@ class VAE(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Files saved before the latent frame existed hold no weights for it.
+        config.setdefault("standardize_latents", False)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
         return cls(**config)

@@ -153,7 +153,7 @@ def _elbo_terms(model, batch, seed, step):
     loc = posterior.loc
     eps = tf.random.stateless_normal(tf.shape(loc), tf.constant([seed, step]), dtype=loc.dtype)
     z = objectives.reparameterize(posterior, eps)
-    params = tf.cast(model.decoder(z), "float32")
+    params = tf.cast(model.decoder_params(z), "float32")
     reconstruction = -model.likelihood.log_prob(tf.cast(batch, "float32"), params)
     return reconstruction.numpy(), objectives.kl_to_standard_normal(posterior).numpy()
 
