@@ -41,6 +41,7 @@ class _Data(typing.NamedTuple):
     reference: typing.Any  # training vectors the sample scatters are drawn over; None for images
     drop_remainder: bool
     steps: int  # batches per epoch
+    x_codes: typing.Any  # training examples the latent frame is fitted to after each epoch
 
 
 def train(config, run_dir, callbacks=None):
@@ -139,17 +140,22 @@ def _load_data(config, replicas):
     _check_fit(config, dataset, likelihood, replicas)
     x_eval = binarize_once(dataset.x_test, config.seed) if config.binarize else dataset.x_test
     reference = dataset.x_train if dataset.info["kind"] != "image" else None
+    # The examples whose codes the latent frame matches to the prior after each epoch: a fixed
+    # subset, binarized as training sees them.
+    x_codes = dataset.x_train[:2048]
+    if config.binarize:
+        x_codes = binarize_once(x_codes, config.seed)
     # With several replicas every step must split evenly, or the replicas' mean losses would not
     # add up to the global batch's: the last partial batch is dropped (a new one each epoch).
     drop = replicas > 1
     steps = steps_per_epoch(len(dataset.x_train), config.batch_size, drop)
-    return _Data(dataset, likelihood, x_eval, reference, drop, steps)
+    return _Data(dataset, likelihood, x_eval, reference, drop, steps, x_codes)
 
 
 def _steps_per_execution(steps, most=32):
     """Steps per tf.function call: the largest divisor of the epoch's steps up to `most`.
 
-    Many steps per call make small models 1.2x to 2.6x faster on a CPU (README, "Benchmarks").
+    Many steps per call make small models 1.2x to 2.6x faster on a CPU (docs/benchmarks.md).
     A divisor keeps every call inside one epoch: the data is an endless stream of epoch-seeded
     permutations, and a call that ran past the epoch's end would shift every later epoch's
     batches (a resumed run would no longer match an uninterrupted one).
@@ -191,16 +197,19 @@ def _build_model(config, data, strategy, backup_dir):
 
 
 def _make_callbacks(config, folder, data, initial_epoch):
-    """The run's own callbacks, in order: the divergence guard, the epoch's record (history,
-    backup, model.keras), and on the chief the epoch's samples and TensorBoard. Returns
-    `(run_state, guard, callbacks)`."""
+    """The run's own callbacks, in order: the divergence guard, the latent frame's step onto the
+    prior, the epoch's record (history, backup, model.keras), and on the chief the epoch's
+    samples and TensorBoard. Returns `(run_state, guard, callbacks)`."""
     import keras
 
+    import keras_vae
     from training import callbacks as callbacks_lib
 
     run_state = callbacks_lib.RunState(folder.out_dir, folder.backup_dir, initial_epoch)
     guard = callbacks_lib.FiniteGuard()
-    fit_callbacks = [guard, run_state]
+    # Before the epoch's record, so the backup holds the frame the next epoch starts from.
+    standardize = keras_vae.StandardizeLatents(data.x_codes)
+    fit_callbacks = [guard, standardize, run_state]
     if folder.is_chief:
         samples_dir = os.path.join(folder.out_dir, "samples")
         fit_callbacks.append(callbacks_lib.EpochSamples(samples_dir, config.seed, data.reference))
