@@ -9,7 +9,7 @@ networks' coordinates,
                        + 2 log c_j],
 
 which is smallest at m = E mu and c^2 = Var mu + E s^2 (moment matching of the aggregate
-posterior). The gradient along this direction is the KL's alone, which Adam's per-parameter
+posterior; here c is floored at 1, see `standardize_latents`). The gradient along this direction is the KL's alone, which Adam's per-parameter
 normalization drowns in the reconstruction's: on 64x64 colour patches the codes sat at
 |mu| ~ 8 after 30 epochs (KL 71 nats in a 2-D latent) and prior samples decoded to one colour,
 while the same decoder fed codes from the fitted Gaussian gave patches that look like the
@@ -62,9 +62,9 @@ def standardize_latents(model, x):
     """Moves `model`'s latent frame so that its codes on `x` have mean 0 and variance 1.
 
     m = mean of the posterior means, c^2 = their variance + the mean posterior variance (per
-    dimension), measured in the current frame; the frame then absorbs them, so every
-    reconstruction stays as it was and the mean KL to N(0, I) on `x` is as small as an affine
-    change of coordinates can make it.
+    dimension, floored at 1), measured in the current frame; the frame then absorbs them, so
+    every reconstruction stays as it was, the codes are centred on the prior and spread no
+    wider than it, and the mean KL to N(0, I) on `x` drops.
 
     Args:
         model: keras_vae.VAE built with `standardize_latents=True`.
@@ -91,7 +91,11 @@ def standardize_latents(model, x):
         variances.append(np.square(posterior.scale.diag.numpy().astype("float64")))
     locs, variances = np.concatenate(locs), np.concatenate(variances)
     m = locs.mean(axis=0)
-    c = np.sqrt(locs.var(axis=0) + variances.mean(axis=0))
+    # The frame only widens. Where the codes already lie inside the prior (c < 1) its samples
+    # cover them, and narrowing the prior onto them steepens the KL around every code in the
+    # optimizer's units: measured on the default digits run, 25.96 nats of held-out -ELBO
+    # against 25.04 without the frame and 25.16 with this floor.
+    c = np.maximum(np.sqrt(locs.var(axis=0) + variances.mean(axis=0)), 1.0)
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(c)) and np.all(c > 0)):
         return np.zeros_like(m), np.ones_like(c)  # nothing sound to absorb (e.g. NaN weights)
     old_scale = frame.scale.numpy().astype("float64")
