@@ -31,6 +31,7 @@ setup(
             "keras-vae-train=training.cli:main",
             "keras-vae-evaluate=training.evaluate:main",
             "keras-vae-export=export.cli:main",
+            "keras-vae-sample=training.sample:main",
         ],
     },
 )
