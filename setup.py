@@ -20,6 +20,7 @@ setup(
         "numpy",
         "scikit-learn",  # the embedded default data set (load_digits), read offline
         "pillow",
+        "matplotlib",  # the run folder's pictures, drawn on the Agg backend
         "tensorboard",  # not pulled in by tensorflow 2.21; keras.callbacks.TensorBoard needs it
         "ai-edge-litert",
     ],
