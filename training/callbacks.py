@@ -150,15 +150,36 @@ class FiniteGuard(keras.callbacks.TerminateOnNaN):
             self.model.stop_training = True
 
 
+def write_loss_curve(history_path, path):
+    """Draws history.csv's rows as loss_curve.png at `path` (nothing when there is no row yet);
+    returns the path written or None."""
+    rows = read_history(history_path)
+    if not rows:
+        return None
+    return plots.save_figure(plots.loss_curve_figure(rows), path)
+
+
 class EpochSamples(keras.callbacks.Callback):
     """Writes samples/epoch_XXX.png after each epoch from one fixed draw of z ~ P(z), so the
-    pictures show the same latents improving."""
+    pictures show the same latents improving, and redraws loss_curve.png from history.csv.
 
-    def __init__(self, folder, seed, reference=None):
+    Runs after `RunState`, so history.csv already holds the epoch. The loss curve rides along
+    here because this is the chief's per-epoch picture hook.
+
+    Args:
+        folder: str. Where the epoch_XXX.png files go (the run folder's samples/).
+        seed: int. Seeds the one draw of z.
+        reference: array or None. Training vectors the samples are drawn over (vector data).
+        run_dir: str or None. Where history.csv is read and loss_curve.png written; by default
+            the folder above `folder`.
+    """
+
+    def __init__(self, folder, seed, reference=None, run_dir=None):
         super().__init__()
         self.folder = folder
         self.seed = seed
         self.reference = reference
+        self.run_dir = run_dir or os.path.dirname(os.path.abspath(folder))
         self.z = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -167,5 +188,8 @@ class EpochSamples(keras.callbacks.Callback):
         if self.z is None:
             n = plots.SAMPLE_GRID**2 if len(self.model.data_shape) == 3 else 500
             self.z = self.model.sample_prior(n, seed=self.seed)
-        image = plots.samples_image(self.model, self.seed, self.reference, z=self.z)
-        plots.save_png(image, os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
+        figure = plots.samples_figure(self.model, self.seed, self.reference, z=self.z, epoch=epoch)
+        plots.save_figure(figure, os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
+        write_loss_curve(
+            os.path.join(self.run_dir, "history.csv"), os.path.join(self.run_dir, "loss_curve.png")
+        )

@@ -38,7 +38,7 @@ def write_chief_outputs(result, model, config, data, untrained, run_state):
     out_dir, files = result["run_dir"], result["files"]
     files["logs/"] = os.path.join(out_dir, "logs")
     files["samples/"] = os.path.join(out_dir, "samples")
-    files.update(_write_pictures(model, config, data, out_dir))
+    files.update(_write_pictures(model, config, data, out_dir, run_state.history_path))
     metrics, epochs_run = _write_metrics(model, config, data, untrained, run_state, out_dir)
     files["metrics.json"] = os.path.join(out_dir, "metrics.json")
     if config.export:
@@ -48,22 +48,44 @@ def write_chief_outputs(result, model, config, data, untrained, run_state):
         print(summary(result), flush=True)
 
 
-def _write_pictures(model, config, data, out_dir):
-    """samples.png and reconstructions.png, and for a 2-D latent latent_scatter.png and
-    latent_manifold.png; returns name -> path."""
+def _write_pictures(model, config, data, out_dir, history_path):
+    """samples.png, reconstructions.png, loss_curve.png and kl_per_dimension.png, and for a 2-D
+    latent latent_scatter.png and latent_manifold.png; returns name -> path."""
+    from training import callbacks as callbacks_lib
     from training import plots
 
-    pictures = {
-        "samples.png": plots.samples_image(model, config.seed, data.reference),
-        "reconstructions.png": plots.reconstructions_image(model, data.x_eval),
+    history = callbacks_lib.read_history(history_path)
+    last = int(history[-1]["epoch"]) if history else None
+    figures = {
+        "samples.png": lambda: plots.samples_figure(
+            model, config.seed, data.reference, final_epoch=last
+        ),
+        "reconstructions.png": lambda: plots.reconstructions_figure(
+            model, data.x_eval, final_epoch=last
+        ),
+        "kl_per_dimension.png": lambda: plots.kl_per_dimension_figure(
+            model, data.x_eval, final_epoch=last
+        ),
     }
     if config.latent_dim == 2:
-        labels = data.dataset.y_test
-        pictures["latent_scatter.png"] = plots.latent_scatter_image(model, data.x_eval, labels)
-        pictures["latent_manifold.png"] = plots.latent_manifold_image(model)
-    return {
-        name: plots.save_png(image, os.path.join(out_dir, name)) for name, image in pictures.items()
+        labels, classes = data.dataset.y_test, data.dataset.info.get("classes")
+        figures["latent_scatter.png"] = lambda: plots.latent_scatter_figure(
+            model, data.x_eval, labels, classes, final_epoch=last
+        )
+        figures["latent_manifold.png"] = lambda: plots.latent_manifold_figure(
+            model, final_epoch=last
+        )
+    # One figure alive at a time: each is drawn, saved and released before the next.
+    files = {
+        name: plots.save_figure(make(), os.path.join(out_dir, name))
+        for name, make in figures.items()
     }
+    loss_curve = callbacks_lib.write_loss_curve(
+        history_path, os.path.join(out_dir, "loss_curve.png")
+    )
+    if loss_curve:
+        files["loss_curve.png"] = loss_curve
+    return files
 
 
 def _write_metrics(model, config, data, untrained, run_state, out_dir):

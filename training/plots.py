@@ -1,124 +1,168 @@
-"""Pictures of what a VAE learned, drawn with Pillow and written atomically as PNG.
+"""Pictures of what a VAE learned, drawn with matplotlib (Agg) and written atomically as PNG.
 
-Images `(H, W, C)` are tiled into grids; vectors (the ring, tables) are drawn as scatter plots of
-their first two coordinates. Every grid cell is the example scaled up by `cell_scale(H)` pixels
-per pixel, with `PAD` pixels between cells and around the grid.
+One function per picture, each returning a `matplotlib.figure.Figure` whose axes, labels and
+title can be read before `save_figure` writes it. Figures are made with `Figure()` and an Agg
+canvas, never through pyplot: no global figure list to leak into over the epochs, and the
+backend of a notebook that imports this module is left alone.
+
+Images `(H, W, C)` are tiled into one padded mosaic (grey gaps) drawn at a whole number of screen
+pixels per image pixel, so `grid_size` knows the picture's size in pixels; vectors (the ring,
+tables) are drawn as scatter plots of their first two coordinates.
 """
 
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
 from training.files import atomic_write
 
-PAD = 2
+DPI = 100
+PAD = 2  # image pixels of grey between the cells of a grid and around it
+GAP_GREY = 0.5
 SAMPLE_GRID = 10  # samples.png and samples/epoch_*.png: 10 x 10 prior samples
 RECONSTRUCTIONS = 10  # reconstructions.png: 10 inputs above, their reconstructions below
 MANIFOLD_GRID = 15  # latent_manifold.png: 15 x 15 decoded points of z-space
 MANIFOLD_LIMIT = 2.5  # ... spread over [-2.5, 2.5]^2, where N(0, I) keeps ~98% of its mass
-SCATTER_SIZE = 480
-LEGEND_WIDTH = 60  # added to the right of a scatter plot that has a legend
-BACKGROUND = (255, 255, 255)
-GRID_BACKGROUND = (128, 128, 128)
-# Ten distinguishable colours (Tableau 10), one per class label.
-PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]  # fmt: skip
+GRID_PIXELS = 500  # a grid's mosaic is magnified to at least this many pixels across
+# Room around a grid's mosaic, in pixels: row labels on the left, the title above, column tick
+# labels and the axis name below.
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 130, 30, 50, 60
+SCATTER_SIZE = 600  # a scatter plot is 6 x 6 inches at 100 dpi ...
+LEGEND_WIDTH = 120  # ... plus this on the right when a class legend or colour bar goes there
+MAX_LEGEND_CLASSES = 20  # more classes than this get a colour bar instead of a legend
+DATA_GREY = "0.7"
 
 
-def cell_scale(height):
-    """Pixels per image pixel in a grid: small images are magnified to about 64 pixels."""
-    return max(1, 64 // int(height))
+def cell_scale(rows, cols, height, width, pad=PAD):
+    """Screen pixels per image pixel in a grid: the mosaic magnified by a whole number to at
+    least `GRID_PIXELS` across (1 when it is wider already)."""
+    del rows, height
+    return max(1, math.ceil(GRID_PIXELS / (cols * width + (cols + 1) * pad)))
 
 
-def grid_size(rows, cols, height, width, scale=None, pad=PAD):
-    """The `(width, height)` in pixels of a grid of `rows x cols` images of `height x width`."""
-    scale = cell_scale(height) if scale is None else scale
-    return (cols * width * scale + (cols + 1) * pad, rows * height * scale + (rows + 1) * pad)
+def grid_size(rows, cols, height, width, pad=PAD):
+    """The `(width, height)` in pixels of the picture of a grid of `rows x cols` images of
+    `height x width`: the magnified mosaic plus the margins for labels and title."""
+    scale = cell_scale(rows, cols, height, width, pad)
+    mosaic_w = (cols * width + (cols + 1) * pad) * scale
+    mosaic_h = (rows * height + (rows + 1) * pad) * scale
+    return (
+        mosaic_w + MARGIN_LEFT + MARGIN_RIGHT,
+        mosaic_h + MARGIN_TOP + MARGIN_BOTTOM,
+    )
 
 
-def image_grid(images, cols, scale=None, pad=PAD):
-    """Tiles images `[N, H, W, C]` with values in [0, 1] into a `PIL.Image`, row by row."""
+def image_grid(images, cols, pad=PAD):
+    """Tiles images `[N, H, W, C]` with values in [0, 1] into one padded mosaic, row by row.
+
+    Returns a float32 array `[rows * H + (rows + 1) * pad, cols * W + (cols + 1) * pad, C]` with
+    `GAP_GREY` between and around the cells (and in cells past N).
+    """
     images = np.clip(np.asarray(images, dtype="float32"), 0.0, 1.0)
     n, height, width, channels = images.shape
     rows = math.ceil(n / cols)
-    scale = cell_scale(height) if scale is None else scale
-    mode = "L" if channels == 1 else "RGB"
-    grey = 128 if mode == "L" else (128, 128, 128)  # a bare 128 is dark red in RGB
-    canvas = Image.new(mode, grid_size(rows, cols, height, width, scale, pad), grey)
+    mosaic = np.full(
+        (rows * height + (rows + 1) * pad, cols * width + (cols + 1) * pad, channels),
+        GAP_GREY,
+        dtype="float32",
+    )
     for i, image in enumerate(images):
-        pixels = (image * 255).round().astype("uint8")
-        tile = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
-        tile = tile.resize((width * scale, height * scale), Image.NEAREST)
         r, c = divmod(i, cols)
-        canvas.paste(tile, (pad + c * (width * scale + pad), pad + r * (height * scale + pad)))
-    return canvas
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        mosaic[top : top + height, left : left + width] = image
+    return mosaic
 
 
-def scatter(layers, size=SCATTER_SIZE, title=None, legend=None, bounds=None):
-    """Draws 2-D point sets on a white canvas.
+def _figure(width_px, height_px, layout=None):
+    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def grid_figure(images, cols, title, row_labels=None, col_ticks=None, row_ticks=None):
+    """A padded grid of images: grey levels with cmap gray in [0, 1], colour images as RGB.
 
     Args:
-        layers: list of `(points [N, 2], colours, radius)`; colours is one RGB tuple or one per
-            point. Later layers are drawn on top.
-        legend: list of `(label, colour)` or None.
-        bounds: `(xmin, xmax, ymin, ymax)` or None (fit all points).
+        images: array `[N, H, W, C]`, values in [0, 1], C = 1 or 3.
+        cols: int. Images per row.
+        title: str. What the grid shows and when.
+        row_labels: list of str or None. One name per row, on the left.
+        col_ticks: `(name, values)` or None: the axis name and one tick label per column.
+        row_ticks: `(name, values)` or None: the same per row (ignored with `row_labels`).
     """
-    margin = 36
-    width = size + (LEGEND_WIDTH if legend else 0)
-    image = Image.new("RGB", (width, size), BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    if bounds is None:
-        every = np.concatenate([np.asarray(p, "float64").reshape(-1, 2) for p, _, _ in layers])
-        every = every[np.isfinite(every).all(axis=1)]
-        if len(every) == 0:
-            every = np.zeros((1, 2))
-        lo, hi = every.min(axis=0), every.max(axis=0)
-        span = np.maximum(hi - lo, 1e-6)
-        lo, hi = lo - 0.05 * span, hi + 0.05 * span
-        bounds = (lo[0], hi[0], lo[1], hi[1])
-    xmin, xmax, ymin, ymax = (float(b) for b in bounds)
-    inner = size - 2 * margin
-
-    def to_pixels(points):
-        points = np.asarray(points, "float64").reshape(-1, 2)
-        px = margin + (points[:, 0] - xmin) / max(xmax - xmin, 1e-12) * inner
-        py = size - margin - (points[:, 1] - ymin) / max(ymax - ymin, 1e-12) * inner
-        return np.stack([px, py], axis=1)
-
-    draw.rectangle([margin, margin, size - margin, size - margin], outline=(0, 0, 0))
-    draw.text((margin, size - margin + 4), f"{xmin:.2g}", fill=(0, 0, 0), font=font)
-    draw.text((size - margin - 24, size - margin + 4), f"{xmax:.2g}", fill=(0, 0, 0), font=font)
-    draw.text((2, size - margin - 10), f"{ymin:.2g}", fill=(0, 0, 0), font=font)
-    draw.text((2, margin), f"{ymax:.2g}", fill=(0, 0, 0), font=font)
-    if title:
-        draw.text((margin, 10), title, fill=(0, 0, 0), font=font)
-    for points, colours, radius in layers:
-        pixels = to_pixels(points)
-        single = isinstance(colours, tuple)
-        for i, (x, y) in enumerate(pixels):
-            if not (np.isfinite(x) and np.isfinite(y)):
-                continue
-            colour = colours if single else tuple(int(v) for v in colours[i])
-            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
-    for i, (label, colour) in enumerate(legend or []):
-        y = margin + 14 * i
-        x = size - margin + 12
-        draw.rectangle([x, y, x + 8, y + 8], fill=colour)
-        draw.text((x + 12, y - 2), str(label), fill=(0, 0, 0), font=font)
-    return image
+    images = np.asarray(images)
+    n, height, width, channels = images.shape
+    rows = math.ceil(n / cols)
+    mosaic = image_grid(images, cols)
+    fig_w, fig_h = grid_size(rows, cols, height, width)
+    figure = _figure(fig_w, fig_h)
+    ax = figure.add_axes(
+        [
+            MARGIN_LEFT / fig_w,
+            MARGIN_BOTTOM / fig_h,
+            (fig_w - MARGIN_LEFT - MARGIN_RIGHT) / fig_w,
+            (fig_h - MARGIN_TOP - MARGIN_BOTTOM) / fig_h,
+        ]
+    )
+    if channels == 1:
+        ax.imshow(mosaic[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(mosaic, interpolation="nearest")
+    ax.set_title(title)
+    centres_x = [PAD + c * (width + PAD) + (width - 1) / 2 for c in range(cols)]
+    centres_y = [PAD + r * (height + PAD) + (height - 1) / 2 for r in range(rows)]
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if col_ticks is not None:
+        name, values = col_ticks
+        ax.set_xticks(centres_x, [f"{v:.2g}" for v in values], fontsize=7)
+        ax.set_xlabel(name)
+    if row_labels is not None:
+        ax.set_yticks(centres_y, list(row_labels))
+    elif row_ticks is not None:
+        name, values = row_ticks
+        ax.set_yticks(centres_y, [f"{v:.2g}" for v in values], fontsize=7)
+        ax.set_ylabel(name)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return figure
 
 
-def save_png(image, path):
-    """Writes `image` to `path` atomically (a temporary file, then `os.replace`)."""
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), suffix=".png")
+def _scatter_figure(title, xlabel, ylabel, side_panel=False):
+    """A square scatter plot (with room on the right for a legend or colour bar)."""
+    width = SCATTER_SIZE + (LEGEND_WIDTH if side_panel else 0)
+    figure = _figure(width, SCATTER_SIZE)
+    left, bottom, size = 80, 60, SCATTER_SIZE - 80 - 50
+    ax = figure.add_axes([left / width, bottom / SCATTER_SIZE, size / width, size / SCATTER_SIZE])
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, color="0.92")
+    ax.set_axisbelow(True)
+    return figure, ax
+
+
+def save_figure(figure, path):
+    """Writes `figure` to `path` as PNG atomically (a temporary file, then `os.replace`) and
+    releases what it drew; returns `path`."""
+    try:
+        return atomic_write(
+            path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI), suffix=".png"
+        )
+    finally:
+        figure.clear()
 
 
 def _is_image(model):
     return len(model.data_shape) == 3
+
+
+def _when(epoch):
+    """The 'when' of a title: after which epoch (0-based, as history.csv and the file names)."""
+    return "final" if epoch is None else f"after epoch {epoch}"
 
 
 def _xy(points):
@@ -129,55 +173,128 @@ def _xy(points):
     return points[:, :2]
 
 
-def samples_image(model, seed, reference=None, z=None):
+def _xy_names(model):
+    return ("index", "x1") if int(np.prod(model.data_shape)) == 1 else ("x1", "x2")
+
+
+def samples_figure(model, seed, reference=None, z=None, epoch=None, final_epoch=None):
     """Decoded prior samples: a 10 x 10 grid for images, a scatter over `reference` data for
-    vectors. `z` fixes the latents (the per-epoch grids reuse one draw)."""
+    vectors. `z` fixes the latents (the per-epoch pictures reuse one draw).
+
+    Args:
+        epoch: int or None. The epoch just finished (per-epoch pictures); None for the final.
+        final_epoch: int or None. For the final picture, the last epoch trained (in the title).
+    """
     if z is None:
         n = SAMPLE_GRID**2 if _is_image(model) else 500
         z = model.sample_prior(n, seed=seed)
     samples = np.asarray(model.decode(z))
+    when = _when(epoch)
+    if epoch is None and final_epoch is not None:
+        when += f" (epoch {final_epoch})"
+    title = f"prior samples, {when}" if epoch is None else f"prior samples {when}"
     if _is_image(model):
-        return image_grid(samples, SAMPLE_GRID)
-    layers = []
+        return grid_figure(samples, SAMPLE_GRID, title)
+    xlabel, ylabel = _xy_names(model)
+    figure, ax = _scatter_figure(title, xlabel, ylabel)
     if reference is not None:
-        layers.append((_xy(reference[:1000]), (190, 190, 190), 2))
-    layers.append((_xy(samples), PALETTE[0], 2))
-    return scatter(layers, title="prior samples (blue) over data (grey)")
+        data = _xy(reference[:1000])
+        ax.scatter(data[:, 0], data[:, 1], s=6, c=DATA_GREY, label="data", linewidths=0)
+    points = _xy(samples)
+    ax.scatter(points[:, 0], points[:, 1], s=6, c="tab:blue", label="prior samples")
+    ax.legend(loc="best", framealpha=0.9)
+    return figure
 
 
-def reconstructions_image(model, x):
+def reconstructions_figure(model, x, final_epoch=None):
     """Inputs above, reconstructions below (images); inputs and reconstructions joined by lines
     (vectors)."""
+    title = "held-out inputs and reconstructions, final"
+    if final_epoch is not None:
+        title += f" (epoch {final_epoch})"
     if _is_image(model):
         x = x[:RECONSTRUCTIONS]
         recon = np.asarray(model.reconstruct(x))
-        return image_grid(np.concatenate([x, recon]), len(x))
+        return grid_figure(
+            np.concatenate([x, recon]), len(x), title, row_labels=["input", "reconstruction"]
+        )
     x = x[:300]
-    recon = np.asarray(model.reconstruct(x))
-    image = scatter(
-        [(_xy(x), (150, 150, 150), 2), (_xy(recon), PALETTE[3], 2)],
-        title="inputs (grey) and reconstructions (red)",
+    inputs, recon = _xy(x), _xy(np.asarray(model.reconstruct(x)))
+    xlabel, ylabel = _xy_names(model)
+    figure, ax = _scatter_figure(title, xlabel, ylabel)
+    ax.add_collection(
+        LineCollection(
+            np.stack([inputs, recon], axis=1),
+            colors="0.6",
+            linewidths=0.6,
+            label="input to reconstruction",
+        )  # fmt: skip
     )
-    return image
+    ax.scatter(inputs[:, 0], inputs[:, 1], s=8, c="0.45", label="input", linewidths=0)
+    ax.scatter(recon[:, 0], recon[:, 1], s=8, c="tab:red", label="reconstruction")
+    ax.autoscale_view()
+    ax.legend(loc="best", framealpha=0.9)
+    return figure
 
 
-def latent_scatter_image(model, x, labels=None):
-    """Posterior means of `x` in a 2-D latent space, coloured by integer label."""
+def _posterior_moments(model, x):
+    """Posterior means and standard deviations `[N, latent_dim]` of `x`, in batches sized by
+    the memory budget, not a count: 1024 photographs at 64x64x3 would hold ~0.7 GB of encoder
+    activations."""
     from keras_vae import estimators
 
-    # Batches sized by the memory budget, not a count: 1024 photographs at 64x64x3 would hold
-    # ~0.7 GB of encoder activations.
-    batch_size = min(1024, estimators.pairs_per_chunk(model, 1))
-    means = np.concatenate(
-        [np.asarray(model.encode(x[i : i + batch_size])[0]) for i in range(0, len(x), batch_size)]
-    )
+    batch_size = max(1, min(1024, estimators.pairs_per_chunk(model, 1)))
+    means, stds = [], []
+    for i in range(0, len(x), batch_size):
+        posterior = model.posterior(x[i : i + batch_size])
+        means.append(np.asarray(posterior.mean()))
+        stds.append(np.asarray(posterior.stddev()))
+    return np.concatenate(means), np.concatenate(stds)
+
+
+def latent_scatter_figure(model, x, labels=None, classes=None, final_epoch=None):
+    """Posterior means of `x` in a 2-D latent space, coloured by label: a legend of class names
+    (`classes[label]`, else the integer labels) for up to `MAX_LEGEND_CLASSES` classes, a colour
+    bar beyond that."""
+    means, _ = _posterior_moments(model, x)
+    when = "final" if final_epoch is None else f"final (epoch {final_epoch})"
     if labels is None:
-        return scatter([(means[:, :2], PALETTE[0], 2)], title="posterior means")
-    labels = np.asarray(labels).astype("int64")
-    colours = np.array([PALETTE[int(c) % len(PALETTE)] for c in labels])
-    classes = sorted(set(labels.tolist()))
-    legend = [(c, PALETTE[c % len(PALETTE)]) for c in classes][: 2 * len(PALETTE)]
-    return scatter([(means[:, :2], colours, 2)], title="posterior means by label", legend=legend)
+        title = f"held-out posterior means, {when}"
+        figure, ax = _scatter_figure(title, "z1", "z2")
+        ax.scatter(means[:, 0], means[:, 1], s=5, c="tab:blue", linewidths=0)
+        return figure
+    labels = np.asarray(labels)
+    integer = np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))
+    values = sorted(set(labels.tolist()))
+    figure, ax = _scatter_figure(
+        f"held-out posterior means by label, {when}", "z1", "z2", side_panel=True
+    )
+    if integer and len(values) <= MAX_LEGEND_CLASSES:
+        colours = [f"C{i % 10}" if len(values) <= 10 else None for i in range(len(values))]
+        cmap = None if len(values) <= 10 else _cmap("tab20")
+        for i, value in enumerate(values):
+            name = classes[int(value)] if classes and 0 <= int(value) < len(classes) else None
+            name = str(name) if name is not None else str(int(value))
+            keep = labels == value
+            colour = colours[i] if cmap is None else cmap(i % 20)
+            ax.scatter(means[keep, 0], means[keep, 1], s=5, color=colour, label=name, linewidths=0)
+        legend = ax.legend(
+            title="label", loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=2.5,
+            fontsize=8, title_fontsize=8, borderaxespad=0.0,
+        )  # fmt: skip
+        legend.set_in_layout(False)
+    else:
+        points = ax.scatter(means[:, 0], means[:, 1], s=5, c=labels, cmap="viridis")
+        box = ax.get_position()
+        bar_ax = figure.add_axes([box.x1 + 0.03, box.y0, 0.025, box.height])
+        figure.colorbar(points, cax=bar_ax, label="label")
+    return figure
+
+
+def _cmap(name):
+    from matplotlib import colormaps
+
+    return colormaps[name]
 
 
 def latent_manifold_grid():
@@ -187,13 +304,92 @@ def latent_manifold_grid():
     return np.stack([z1.ravel(), z2.ravel()], axis=1)
 
 
-def latent_manifold_image(model):
-    """Decodes an evenly spaced grid over z in [-2.5, 2.5]^2 (latent_dim 2 only)."""
+def latent_manifold_figure(model, final_epoch=None):
+    """Decodes an evenly spaced grid over z in [-2.5, 2.5]^2 (latent_dim 2 only): a grid of
+    images with z1 and z2 tick labels, or for vectors the decoded points coloured by z."""
     z = latent_manifold_grid()
     decoded = np.asarray(model.decode(z))
+    title = f"decoded grid over z in [-{MANIFOLD_LIMIT}, {MANIFOLD_LIMIT}]^2, final"
+    if final_epoch is not None:
+        title += f" (epoch {final_epoch})"
+    values = np.linspace(-MANIFOLD_LIMIT, MANIFOLD_LIMIT, MANIFOLD_GRID)
     if _is_image(model):
-        return image_grid(decoded, MANIFOLD_GRID)
+        return grid_figure(
+            decoded, MANIFOLD_GRID, title, col_ticks=("z1", values),
+            row_ticks=("z2", values[::-1]),
+        )  # fmt: skip
     # Colour each decoded point by where its z lies, so the map from z to x shows.
     t = (z + MANIFOLD_LIMIT) / (2 * MANIFOLD_LIMIT)
-    colours = np.stack([t[:, 0] * 255, 80 + 0 * t[:, 0], t[:, 1] * 255], axis=1).astype(int)
-    return scatter([(_xy(decoded), colours, 3)], title="decoded z grid, coloured by z")
+    colours = np.stack([t[:, 0], 0.3 + 0 * t[:, 0], t[:, 1]], axis=1)
+    xlabel, ylabel = _xy_names(model)
+    figure, ax = _scatter_figure(title, xlabel, ylabel)
+    points = _xy(decoded)
+    ax.scatter(points[:, 0], points[:, 1], s=14, c=colours, linewidths=0)
+    ax.text(
+        0.02, 0.98, "colour: red = z1, blue = z2", transform=ax.transAxes, va="top",
+        fontsize=8,
+    )  # fmt: skip
+    return figure
+
+
+def loss_curve_figure(rows):
+    """Training (solid) and held-out (dashed) negative ELBO and reconstruction (left) and KL
+    (right) per epoch, from history.csv's rows (dicts of strings, as `read_history` gives).
+
+    The negative ELBO is reconstruction + KL, which the `loss` column holds only when beta is 1.
+    """
+    epochs = [int(r["epoch"]) for r in rows]
+    # Constrained layout: the tick labels' width (-4900 or 130000 nats) decides the margins.
+    figure = _figure(1000, 420, layout="constrained")
+    left, right = figure.subplots(1, 2)
+    figure.suptitle(f"loss per epoch, {_when(epochs[-1] if epochs else None)}")
+    for prefix, split, line in (("", "training", "-"), ("val_", "held-out", "--")):
+        keys = (prefix + "reconstruction_loss", prefix + "kl_loss")
+        if not rows or not all(k in rows[0] for k in keys):
+            continue  # no held-out split (too few examples for one batch)
+        recon = np.array([float(r[keys[0]]) for r in rows])
+        kl = np.array([float(r[keys[1]]) for r in rows])
+        style = {"marker": "o", "markersize": 3}
+        left.plot(
+            epochs, recon + kl, line, color="tab:blue", label=f"{split} negative ELBO", **style
+        )
+        left.plot(epochs, recon, line, color="tab:orange", label=f"{split} reconstruction", **style)
+        right.plot(epochs, kl, line, color="tab:green", label=f"{split} KL", **style)
+    left.set_title("negative ELBO and reconstruction")
+    right.set_title("KL(Q(z|x) || P(z))")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per example")
+        ax.grid(True, color="0.92")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return figure
+
+
+def kl_per_dimension(model, x):
+    """The mean over `x` of each latent dimension's KL term
+    0.5 * (mu^2 + s^2 - 1 - log s^2), in nats: `[latent_dim]`, summing to the mean KL."""
+    mu, s = _posterior_moments(model, x)
+    mu, s = mu.astype("float64"), s.astype("float64")
+    return np.mean(0.5 * (mu**2 + s**2 - 1.0 - 2.0 * np.log(s)), axis=0)
+
+
+def kl_per_dimension_figure(model, x, final_epoch=None):
+    """A bar chart of the held-out mean KL per latent dimension: the dimensions near 0 nats
+    are unused (their posterior is the prior)."""
+    kl = kl_per_dimension(model, x)
+    d = len(kl)
+    figure = _figure(max(600, 160 + 30 * d), 420, layout="constrained")
+    ax = figure.add_subplot()
+    ax.bar(np.arange(1, d + 1), kl, color="tab:green")
+    ax.set_xticks(np.arange(1, d + 1), [f"z{j}" for j in range(1, d + 1)], fontsize=8)
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("mean KL, nats per example")
+    ax.grid(True, axis="y", color="0.92")
+    ax.set_axisbelow(True)
+    title = f"held-out KL per latent dimension (total {kl.sum():.2f} nats), final"
+    if final_epoch is not None:
+        title += f" (epoch {final_epoch})"
+    ax.set_title(title)
+    return figure
