@@ -275,6 +275,7 @@ def latent_scatter_figure(model, x, labels=None, classes=None, final_epoch=None)
         for i, value in enumerate(values):
             name = classes[int(value)] if classes and 0 <= int(value) < len(classes) else None
             name = str(name) if name is not None else str(int(value))
+            name = name if len(name) <= 16 else name[:15] + "\N{HORIZONTAL ELLIPSIS}"  # fits
             keep = labels == value
             colour = colours[i] if cmap is None else cmap(i % 20)
             ax.scatter(means[keep, 0], means[keep, 1], s=5, color=colour, label=name, linewidths=0)
@@ -388,8 +389,6 @@ def kl_per_dimension_figure(model, x, final_epoch=None):
     ax.set_ylabel("mean KL, nats per example")
     ax.grid(True, axis="y", color="0.92")
     ax.set_axisbelow(True)
-    title = f"held-out KL per latent dimension (total {kl.sum():.2f} nats), final"
-    if final_epoch is not None:
-        title += f" (epoch {final_epoch})"
-    ax.set_title(title)
+    when = "final" if final_epoch is None else f"final (epoch {final_epoch})"
+    ax.set_title(f"held-out KL per latent dimension, {when}\n(total {kl.sum():.2f} nats)")
     return figure
