@@ -30,8 +30,8 @@ EPILOG = """examples:
 
 Rerunning the same command after a crash resumes from the last finished epoch.
 Outputs (in --run-dir): model.keras, history.csv, logs/ (TensorBoard), samples/epoch_XXX.png,
-samples.png, reconstructions.png, latent_scatter.png and latent_manifold.png (2-D latent),
-metrics.json, export/ (SavedModel and TFLite; --no-export skips it).
+samples.png, reconstructions.png, loss_curve.png, kl_per_dimension.png, latent_scatter.png and
+latent_manifold.png (2-D latent), metrics.json, export/ (SavedModel and TFLite; --no-export skips it).
 """
 
 

@@ -10,6 +10,8 @@ RUN_DIR receives:
     reconstructions.png  held-out inputs above, their reconstructions below
     latent_scatter.png   posterior means coloured by label (latent_dim 2 only)
     latent_manifold.png  decoded grid over z (latent_dim 2 only)
+    loss_curve.png       training and held-out -ELBO, reconstruction and KL per epoch
+    kl_per_dimension.png held-out mean KL of each latent dimension
     metrics.json         held-out negative ELBO, reconstruction, KL, IWAE log-likelihood
                          (nats, bits/dim), and the untrained model's negative ELBO
     backup/              training state for resumption after a crash
