@@ -27,6 +27,25 @@ MIN_SIGMA = 1e-3
 # Standardize data far from unit scale.
 INITIAL_SIGMA = 0.1
 
+# The spelling of a learned sigma that the CLI (`--sigma learned`) and configs use; None is the same.
+LEARNED = "learned"
+
+
+def check_sigma(sigma):
+    """Returns `sigma` as a float, or None for a learned one ("learned" or None).
+
+    Raises:
+        ValueError: for anything else than a positive number, "learned" or None.
+    """
+    if sigma is None or (isinstance(sigma, str) and sigma == LEARNED):
+        return None
+    if isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise ValueError(
+            f"sigma must be a positive number, or 'learned' (or None) to learn one per data "
+            f"dimension; received sigma={sigma!r}. Pass e.g. sigma=0.1 or sigma='learned'."
+        )
+    return float(sigma)
+
 
 @keras.saving.register_keras_serializable(package="keras_vae")
 class Bernoulli(keras.layers.Layer):
@@ -73,20 +92,20 @@ class Gaussian(keras.layers.Layer):
 
     Args:
         event_shape: tuple of ints. Shape of one example.
-        sigma: float or None. Fixed standard deviation; `None` learns one per data dimension,
-            starting at `INITIAL_SIGMA` (0.1, for data of unit scale) and floored at `MIN_SIGMA`.
+        sigma: float, "learned" or None. Fixed standard deviation; "learned" (or None, the same)
+            learns one per data dimension, starting at `INITIAL_SIGMA` (0.1, for data of unit
+            scale) and floored at `MIN_SIGMA`. The config stores a learned sigma as None.
+
+    Example:
+    >>> likelihood = Gaussian((28, 28, 1), sigma="learned")
     """
 
     requires_unit_interval = False
 
     def __init__(self, event_shape, sigma=1.0, **kwargs):
         super().__init__(**kwargs)
-        if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0):
-            raise ValueError(
-                f"sigma must be a positive number or None (learned); received sigma={sigma!r}."
-            )
         self.event_shape = tuple(event_shape)
-        self.sigma = None if sigma is None else float(sigma)
+        self.sigma = check_sigma(sigma)
         if self.sigma is None:
             self.log_sigma = self.add_weight(
                 shape=self.event_shape,
@@ -125,7 +144,11 @@ LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian}
 
 
 def make_likelihood(name, event_shape, sigma=1.0):
-    """Builds the likelihood named `name` ("bernoulli" or "gaussian") for examples of `event_shape`."""
+    """Builds the likelihood named `name` ("bernoulli" or "gaussian") for examples of `event_shape`.
+
+    `sigma` (float, "learned" or None, the same as "learned") is the Gaussian's standard
+    deviation; the Bernoulli ignores it.
+    """
     if name not in LIKELIHOODS:
         raise ValueError(f"Unknown likelihood {name!r}; expected one of {sorted(LIKELIHOODS)}.")
     if name == "gaussian":

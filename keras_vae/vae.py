@@ -69,8 +69,9 @@ class VAE(keras.Model):
         decoder: keras.Model. Maps `[B, latent_dim]` to `[B, *data_shape]`, the parameters of
             P(X|z): logits for "bernoulli", the mean for "gaussian".
         likelihood: str. "bernoulli" (pixels in [0, 1]) or "gaussian".
-        sigma: float or None. The Gaussian likelihood's standard deviation; None learns one per
-            data dimension. Ignored for "bernoulli".
+        sigma: float, "learned" or None. The Gaussian likelihood's standard deviation;
+            "learned" (or None, the same; the config stores None) learns one per data dimension.
+            Ignored for "bernoulli".
         beta: float. Weight of the KL term (1 gives the ELBO; other values a beta-VAE).
         seed: int or None. Seeds the model's own random draws (posterior samples in training).
         standardize_latents: bool. Keep a `LatentFrame` that `keras_vae.StandardizeLatents`
@@ -109,7 +110,8 @@ class VAE(keras.Model):
         self.latent_dim = self._check_networks(encoder, decoder)
         self.data_shape = _static_shape(decoder.output.shape[1:])
         self.likelihood_name = likelihood
-        self.sigma = sigma
+        # "learned" is stored as None, the spelling saved configs have always used.
+        self.sigma = None if isinstance(sigma, str) and sigma == likelihoods_lib.LEARNED else sigma
         self.beta = float(beta)
         self.seed = seed
         self.likelihood = likelihoods_lib.make_likelihood(likelihood, self.data_shape, sigma)
@@ -483,10 +485,12 @@ def build_vae(
     """Builds a `VAE` with one of the ready-made networks (`arch` = "mlp" or "conv").
 
     `network_kwargs` go to the network builder (`hidden_units` for mlp; `filters`,
-    `dense_units` for conv).
+    `dense_units` for conv). `sigma` is a float, or "learned" (None is the same) for a Gaussian
+    likelihood whose standard deviation is learned per data dimension.
 
     Example:
     >>> vae = build_vae((8, 8, 1), latent_dim=2, arch="conv")
+    >>> vae = build_vae((2,), likelihood="gaussian", sigma="learned")
     """
     if arch not in networks.ARCHITECTURES:
         raise ValueError(

@@ -84,3 +84,20 @@ def test_saved_learned_sigma_is_kept_not_reset_to_the_initial_value(tmp_path):
     vae.save(tmp_path / "vae.keras")
     loaded = keras.saving.load_model(tmp_path / "vae.keras")
     np.testing.assert_allclose(loaded.likelihood.scale(), [1.0, np.exp(-1.0)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("learned", ["learned", None])
+def test_learned_is_the_same_as_none_and_saved_as_none(learned):
+    # The CLI's default is `--sigma learned`; the library takes the same word.
+    lik = likelihoods.make_likelihood("gaussian", (2,), sigma=learned)
+    assert lik.sigma is None and [w.name for w in lik.trainable_weights] == ["log_sigma"]
+    assert lik.get_config()["sigma"] is None
+    vae = keras_vae.build_vae((2,), latent_dim=1, likelihood="gaussian", sigma=learned)
+    assert vae.sigma is None and vae.likelihood.sigma is None
+    clone = keras_vae.VAE.from_config(vae.get_config())
+    assert clone.likelihood.trainable_weights[0].name == "log_sigma"
+
+
+def test_unknown_sigma_word_says_what_is_accepted():
+    with pytest.raises(ValueError, match=r"or 'learned' .*received sigma='learn'"):
+        likelihoods.Gaussian((2,), sigma="learn")
