@@ -13,6 +13,9 @@ What the SavedModel answers (the same as TF Serving, which runs the same graph):
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -101,6 +104,29 @@ def test_nan_latents_give_nan_rows_only(signatures):
     assert np.isnan(out[0]).all() and np.isnan(out[2]).all()
     want = helpers.tiny_vae().decode(z[1:2]).numpy()
     np.testing.assert_allclose(out[1:2], want, atol=1e-6)
+
+
+_NAN_DECODE = """
+import json, sys
+import numpy as np
+import keras_vae
+vae = keras_vae.build_vae((8, 8, 1), latent_dim=2, arch="conv", filters=(4, 8), seed=0)
+z = np.array([[np.nan, 0.0], [0.5, -0.5], [np.inf, 1.0]], np.float32)
+out = vae.decode(z).numpy()
+print(json.dumps({"nan_rows": [bool(np.isnan(row).all()) for row in out]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_nan_latents_give_nan_rows_with_onednn_on_and_off(onednn):
+    # oneDNN's ReLU maps NaN to 0 on AVX-512 CPUs; the promise must not depend on the kernels.
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(
+        [sys.executable, "-c", _NAN_DECODE], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["nan_rows"] == [True, False, True]
 
 
 def test_empty_batch_gives_empty_outputs(signatures):
