@@ -45,3 +45,39 @@ def test_the_front_page_stays_short_and_its_links_resolve():
     assert {"docs/library.md", "docs/training.md", "docs/serving.md"} <= set(links)
     for link in links:
         assert (REPO / link).is_file(), link
+
+
+def _documented_commands():
+    """Every keras-vae-* command line in the README and docs/, continuation lines joined."""
+    import shlex
+
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                line = line.split("&&")[-1].strip()
+                if line.startswith("keras-vae-"):
+                    yield path.name, shlex.split(line, comments=True)
+
+
+def test_every_documented_command_parses():
+    from export import cli as export_cli
+    from training import cli as train_cli
+    from training import evaluate, sample
+    from training.config import NAMED_DATA
+
+    parsers = {
+        "keras-vae-train": train_cli.build_parser,
+        "keras-vae-evaluate": evaluate._parser,
+        "keras-vae-export": export_cli._parser,
+        "keras-vae-sample": sample._parser,
+    }
+    commands = list(_documented_commands())
+    assert {argv[0] for _, argv in commands} == set(parsers), commands
+    for source, argv in commands:
+        try:
+            args = parsers[argv[0]]().parse_args(argv[1:])
+        except SystemExit:
+            raise AssertionError(f"{source}: {' '.join(argv)} does not parse") from None
+        if argv[0] == "keras-vae-train" and args.data in NAMED_DATA:
+            train_cli.config_from_args(args)  # the offline examples are valid configs as well
