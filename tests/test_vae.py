@@ -326,3 +326,92 @@ def test_training_step_under_a_precision_policy_lowers_a_finite_loss(binary_digi
     assert vae.compute_dtype == ("float16" if scaled else "float32")
     assert np.all(np.isfinite(history)) and history[-1] < history[0] - 2, history
     assert log_px.dtype == np.float32 and np.all(np.isfinite(log_px))
+
+
+# ---- bad input to a second fit, and values checked before Keras starts ----------------------
+
+
+@pytest.fixture
+def fitted_vae(digits):
+    images, _ = digits
+    vae = small_vae(seed=0)
+    vae.compile(optimizer="adam")
+    vae.fit(images[:32], epochs=1, batch_size=16, verbose=0)
+    return vae
+
+
+@pytest.mark.parametrize(
+    "shape, received",
+    [((32, 28, 28, 1), r"\(32, 28, 28, 1\)"), ((32, 784), r"\(32, 784\)")],
+    ids=["28x28", "flat"],
+)
+def test_a_second_fit_on_wrongly_shaped_data_names_both_shapes(fitted_vae, shape, received):
+    # The first fit's train function is reused (and relaxed) by Keras: without the check up
+    # front this was "Matrix size-incompatible" or "Cannot iterate over a shape with unknown rank".
+    x = np.random.default_rng(0).random(shape, dtype="float32")
+    expected = r"Expected inputs of shape \(batch, 8, 8, 1\); received shape "
+    with pytest.raises(ValueError, match=expected + received):
+        fitted_vae.fit(x, epochs=1, batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match=expected + r"\(None, .*the x dataset's elements"):
+        fitted_vae.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=expected + received):
+        fitted_vae.evaluate(x, verbose=0)
+    with pytest.raises(ValueError, match=expected + r"\(None, .*validation_data"):
+        fitted_vae.fit(
+            np.zeros((16, 8, 8, 1), "float32"),
+            validation_data=tf.data.Dataset.from_tensor_slices(x).batch(16),
+            verbose=0,
+        )
+
+
+def test_an_unbatched_dataset_is_told_to_batch(fitted_vae, digits):
+    images, _ = digits
+    with pytest.raises(ValueError, match=r"received shape \(8, 8, 1\).*\.batch\(batch_size\)"):
+        fitted_vae.fit(tf.data.Dataset.from_tensor_slices(images[:16]), verbose=0)
+
+
+def test_data_of_unknown_shape_is_checked_in_the_graph(fitted_vae):
+    def batches():
+        yield np.zeros((16, 28, 28, 1), "float32")
+
+    ds = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec(None, tf.float32))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"Expected inputs of shape \(batch, 8, 8, 1\); received shape\] \[16 28 28 1\]",
+    ):
+        fitted_vae.fit(ds, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["numpy", "tensor"])
+def test_unscaled_or_nan_pixels_are_refused_before_keras_starts(digits, method, as_tensor):
+    images, _ = digits
+    vae = small_vae()
+    vae.compile(optimizer="adam")
+    convert = tf.constant if as_tensor else np.asarray
+    with pytest.raises(ValueError) as error:
+        getattr(vae, method)(convert(images[:16] * 255), verbose=0)
+    assert str(error.value) == (
+        "keras_vae.VAE: likelihood='bernoulli' needs pixels in [0, 1]; received min 0 and max "
+        "255. Divide 0..255 images by 255, or use likelihood='gaussian'."
+    )
+    # A plain Python error, raised before any graph ran: no TensorFlow traceback with it.
+    assert error.value.__cause__ is None and not error.traceback[-1].path.name.startswith("keras")
+    x = images[:16].copy()
+    x[5, 1, 1, 0] = np.nan
+    with pytest.raises(ValueError) as error:
+        getattr(vae, method)(convert(x), verbose=0)
+    assert str(error.value) == (
+        "keras_vae.VAE: inputs contain NaN or inf (the first in example 5, 1 examples in all); "
+        "expected finite values. Drop or fill those examples."
+    )
+    assert vae.optimizer.iterations.numpy() == 0
+
+
+def test_unscaled_validation_data_is_refused_before_training(digits):
+    images, _ = digits
+    vae = small_vae()
+    vae.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"needs pixels in \[0, 1\]; received min 0 and max 255"):
+        vae.fit(images[:16], validation_data=(images[:16] * 255,), verbose=0)
+    assert vae.optimizer.iterations.numpy() == 0
