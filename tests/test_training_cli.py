@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import cli, evaluate, plots
+from training import cli, evaluate, outputs, plots
 from training.config import TrainConfig, option
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,6 +241,9 @@ def test_resumes_after_sigkill_with_one_history_row_per_epoch(digits_run, tmp_pa
     out = capsys.readouterr().out
     assert "resuming after epoch 0" in out
     assert "Epoch 2/3" in out and "Epoch 1/3" not in out
+    # The summary counts what this process trained, not the run's three epochs.
+    assert "Resumed after epoch 0: trained epochs 1-2 (2 in this process) in " in out
+    assert "s; 3 in all." in out and "Trained 3 epochs" not in out
     rows = _history(run_dir)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert float(rows[1]["loss"]) != 1.0
@@ -251,3 +255,44 @@ def test_resumes_after_sigkill_with_one_history_row_per_epoch(digits_run, tmp_pa
     full_model = keras.models.load_model(os.path.join(digits_run, "model.keras"))
     for a, b in zip(resumed_model.weights, full_model.weights, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_rerunning_a_finished_run_says_there_was_nothing_to_train(digits_run, tmp_path, capsys):
+    run_dir = str(tmp_path / "finished")
+    shutil.copytree(digits_run, run_dir, ignore=shutil.ignore_patterns("export"))
+    capsys.readouterr()
+    argv = [*SHORT, "--run-dir", run_dir, "--no-export", "--iwae-samples", "20", "--verbose", "1"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Nothing to train: the run already has 3 epochs; the pictures and metrics were remade "
+        "from its model. Pass a larger --epochs to train more."
+    ) in out
+    assert "Trained" not in out
+
+
+@pytest.mark.parametrize(
+    "initial_epoch, epochs_run, line",
+    [
+        (0, 30, "Trained 30 epochs in 12.5 s."),
+        (30, 30, "Nothing to train: the run already has 30 epochs;"),
+        (
+            10,
+            200,
+            "Resumed after epoch 9: trained epochs 10-199 (190 in this process) in 12.5 s; "
+            "200 in all.",
+        ),
+    ],
+)
+def test_summary_says_what_this_process_trained(initial_epoch, epochs_run, line):
+    metrics = {"negative_elbo": 30.0, "reconstruction": 25.0, "kl": 5.0}
+    result = {
+        "metrics": metrics,
+        "untrained": metrics,
+        "epochs_run": epochs_run,
+        "initial_epoch": initial_epoch,
+        "seconds": 12.5,
+        "run_dir": "runs/x",
+        "files": {"model.keras": "runs/x/model.keras"},
+    }
+    assert outputs.summary(result).splitlines()[1].startswith(line)

@@ -139,12 +139,30 @@ def _export(model, out_dir, x_train):
     return {f"export/{kind}": path for kind, path in paths.items()}
 
 
+def _epochs_line(result):
+    """What this process trained: nothing, all the run's epochs, or the rest of a resumed run
+    (epochs numbered from 0, as in history.csv and the start line)."""
+    total, before = result["epochs_run"], result.get("initial_epoch", 0)
+    now, seconds = total - before, result["seconds"]
+    if now <= 0:
+        return (
+            f"Nothing to train: the run already has {total} epochs; the pictures and metrics "
+            "were remade from its model. Pass a larger --epochs to train more."
+        )
+    if before == 0:
+        return f"Trained {total} epochs in {seconds:.1f} s."
+    return (
+        f"Resumed after epoch {before - 1}: trained epochs {before}-{total - 1} ({now} in this "
+        f"process) in {seconds:.1f} s; {total} in all."
+    )
+
+
 def summary(result):
     """The closing lines: the held-out numbers and where every file went."""
     m, u = result["metrics"], result["untrained"]
     lines = [
         "",
-        f"Trained {result['epochs_run']} epochs in {result['seconds']:.1f} s.",
+        _epochs_line(result),
         f"Held-out negative ELBO {m['negative_elbo']:.3f} nats "
         f"(untrained {u['negative_elbo']:.3f}; reconstruction {m['reconstruction']:.3f}, "
         f"KL {m['kl']:.3f}).",

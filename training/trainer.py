@@ -60,7 +60,8 @@ def train(config, run_dir, callbacks=None):
 
     Returns:
         dict with `run_dir`, `files` (name -> path of everything written), `metrics` (held-out),
-        `untrained` (held-out metrics before training), `epochs_run` and `is_chief`.
+        `untrained` (held-out metrics before training), `epochs_run` (the run's epochs in
+        all), `initial_epoch` (those it had before this process) and `is_chief`.
 
     Raises:
         ConfigError: a bad setting (before any work), or a config conflicting with the run to
@@ -95,6 +96,9 @@ def train(config, run_dir, callbacks=None):
         "is_chief": folder.is_chief,
         "replicas": replicas,
         "seconds": seconds,
+        # Epochs the run had before this process: the summary tells a resumed run (or a
+        # finished one rerun) from a fresh one.
+        "initial_epoch": initial_epoch,
     }
     if folder.is_chief:
         outputs.write_chief_outputs(result, model, config, data, untrained, run_state)
