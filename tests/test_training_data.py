@@ -347,3 +347,58 @@ def test_dynamic_binarization_draws_fresh_pixels():
     assert not np.array_equal(first, second)
     again = next(iter(make_dataset(x, 10, shuffle=True, seed=0, binarize=True))).numpy()
     np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("labels_name", ["train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"])
+def test_a_single_idx_images_file_reads_the_labels_beside_it(tmp_path, labels_name):
+    images, labels = _images(12, 4, 4), (np.arange(12) % 3).astype(np.uint8)
+    path = str(tmp_path / "train-images-idx3-ubyte.gz")
+    _write_idx(path, images)
+    assert load_dataset(path, test_split=0.25).y_train is None  # no labels file yet
+    _write_idx(str(tmp_path / labels_name), labels, magic=0x00000801)
+    ds = load_dataset(path, test_split=0.25)
+    assert ds.y_train is not None and len(ds.y_train) == 9 and len(ds.y_test) == 3
+    # Each image keeps its own label through the split.
+    for x, y in zip(ds.x_train, ds.y_train, strict=True):
+        row = np.argmin(np.abs(images / 255.0 - x[..., 0]).max(axis=(1, 2)))
+        assert labels[row] == y
+
+
+def test_a_labels_file_of_another_count_is_a_data_error(tmp_path):
+    path = str(tmp_path / "train-images-idx3-ubyte")
+    _write_idx(path, _images(12, 4, 4))
+    labels = str(tmp_path / "train-labels-idx1-ubyte")
+    _write_idx(labels, np.zeros(10, np.uint8), magic=0x00000801)
+    with pytest.raises(DataError) as error:
+        load_dataset(path)
+    assert str(error.value) == (
+        f"{labels!r} has 10 labels for 12 images in {path!r}; expected one label per image. "
+        "Put the matching labels file beside it or remove it."
+    )
+
+
+def test_a_folder_of_test_idx_files_only_says_what_it_found_and_needs(tmp_path):
+    test = str(tmp_path / "t10k-images-idx3-ubyte.gz")
+    _write_idx(test, _images(5, 4, 4))
+    _write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), np.zeros(5, np.uint8), 0x00000801)
+    with pytest.raises(DataError) as error:
+        load_dataset(str(tmp_path))
+    assert str(error.value) == (
+        f"The folder {str(tmp_path)!r} holds only test IDX files (t10k-images-idx3-ubyte.gz, "
+        "t10k-labels-idx1-ubyte.gz); a folder needs the training images "
+        "train-images-idx3-ubyte[.gz] (t10k-* and labels optional). Add it, or pass --data "
+        f"{test!r} to train on the test images alone."
+    )
+    # The file it names does load, with its labels.
+    assert load_dataset(test, test_split=0.2).y_train is not None
+
+
+def test_a_folder_without_data_lists_what_it_holds(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError) as error:
+        load_dataset(str(tmp_path))
+    assert str(error.value) == (
+        f"The folder {str(tmp_path)!r} holds no PNG/JPEG images and no IDX training images "
+        "(train-images-idx3-ubyte[.gz]); it holds notes.txt. Nothing to train on: point --data "
+        "at a folder of images, an IDX folder or file, or a .npz/.npy/.csv file."
+    )

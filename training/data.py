@@ -237,7 +237,7 @@ def _load_path(path):
     if lower.endswith(".csv"):
         return _load_csv(path)
     if lower.endswith(("-idx3-ubyte", "-idx3-ubyte.gz", ".idx3-ubyte", ".idx3-ubyte.gz")):
-        return {"x": read_idx(path, IDX_IMAGE_MAGIC), "y": None, "kind": "image"}
+        return _load_idx_file(path)
     raise DataError(
         f"Unsupported data file {path!r}; expected .npz, .npy, .csv, an IDX file "
         "(*-idx3-ubyte[.gz]) or a folder of PNG/JPEG images."
@@ -364,29 +364,61 @@ def _idx_file(folder, prefix, kind):
     return None
 
 
+def _labels_beside(images_path):
+    """The IDX labels file next to an images file (train-images-idx3-ubyte[.gz] ->
+    train-labels-idx1-ubyte[.gz]), or None."""
+    folder, name = os.path.split(images_path)
+    stem = name[:-3] if name.lower().endswith(".gz") else name
+    labels = stem.replace("images", "labels").replace("idx3", "idx1")
+    if labels == stem:
+        return None
+    for candidate in (labels, labels + ".gz"):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _read_idx_labels(labels_path, images_path, count):
+    labels = read_idx(labels_path, IDX_LABEL_MAGIC)
+    if len(labels) != count:
+        raise DataError(
+            f"{labels_path!r} has {len(labels)} labels for {count} images in {images_path!r}; "
+            "expected one label per image. Put the matching labels file beside it or remove it."
+        )
+    return labels
+
+
+def _load_idx_file(path):
+    """One IDX images file, with the labels file beside it when there is one (same count)."""
+    x = read_idx(path, IDX_IMAGE_MAGIC)
+    labels = _labels_beside(path)
+    y = _read_idx_labels(labels, path, len(x)) if labels else None
+    return {"x": x, "y": y, "kind": "image"}
+
+
 def _find_idx_pair(folder):
     train = _idx_file(folder, "train-images", "idx3")
     test = _idx_file(folder, "t10k-images", "idx3")
+    if train is None and test is not None:
+        found = sorted(n for n in os.listdir(folder) if "idx" in n.lower())
+        raise DataError(
+            f"The folder {folder!r} holds only test IDX files ({', '.join(found)}); a folder "
+            "needs the training images train-images-idx3-ubyte[.gz] (t10k-* and labels "
+            f"optional). Add it, or pass --data {test!r} to train on the test images alone."
+        )
     if train is None:
         return None
     result = {"kind": "image"}
     train_labels = _idx_file(folder, "train-labels", "idx1")
     test_labels = _idx_file(folder, "t10k-labels", "idx1")
     x_train = read_idx(train, IDX_IMAGE_MAGIC)
-    y_train = read_idx(train_labels, IDX_LABEL_MAGIC) if train_labels else None
-    if y_train is not None and len(y_train) != len(x_train):
-        raise DataError(
-            f"{train_labels!r} has {len(y_train)} labels for {len(x_train)} images in {train!r}."
-        )
+    y_train = _read_idx_labels(train_labels, train, len(x_train)) if train_labels else None
     if test is None:
         result.update(x=x_train, y=y_train)
         return result
     x_test = read_idx(test, IDX_IMAGE_MAGIC)
-    y_test = read_idx(test_labels, IDX_LABEL_MAGIC) if test_labels else None
-    if y_test is not None and len(y_test) != len(x_test):
-        raise DataError(
-            f"{test_labels!r} has {len(y_test)} labels for {len(x_test)} images in {test!r}."
-        )
+    y_test = _read_idx_labels(test_labels, test, len(x_test)) if test_labels else None
     if y_train is None or y_test is None:
         y_train = y_test = None
     result.update(x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test)
@@ -403,9 +435,13 @@ def _load_image_folder(folder):
             os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_SUFFIXES)
         )
     if not files:
+        names = sorted(os.listdir(folder))
+        found = "it is empty" if not names else f"it holds {', '.join(names[:5])}"
+        found += ", ..." if len(names) > 5 else ""
         raise DataError(
-            f"The folder {folder!r} holds no PNG/JPEG images and no IDX files "
-            "(train-images-idx3-ubyte[.gz]); nothing to train on."
+            f"The folder {folder!r} holds no PNG/JPEG images and no IDX training images "
+            f"(train-images-idx3-ubyte[.gz]); {found}. Nothing to train on: point --data at a "
+            "folder of images, an IDX folder or file, or a .npz/.npy/.csv file."
         )
     classes = sorted({os.path.relpath(os.path.dirname(f), folder) for f in files})
     images, first = [], None
