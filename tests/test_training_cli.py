@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 
@@ -296,3 +297,33 @@ def test_summary_says_what_this_process_trained(initial_epoch, epochs_run, line)
         "files": {"model.keras": "runs/x/model.keras"},
     }
     assert outputs.summary(result).splitlines()[1].startswith(line)
+
+
+@pytest.mark.slow
+def test_evaluate_with_zero_iwae_samples_says_the_estimate_is_skipped(digits_run, capsys):
+    capsys.readouterr()
+    assert evaluate.main([digits_run, "--iwae-samples", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "keras-vae-evaluate: --iwae-samples 0: the IWAE log-likelihood is skipped (ELBO terms "
+        "only); pass --iwae-samples 1 or more for it (1 is the cheapest).\n"
+    )
+    metrics = json.loads(captured.out)
+    assert "negative_elbo" in metrics and "iwae_log_likelihood" not in metrics
+
+
+def test_a_folder_of_test_idx_files_only_exits_2_with_one_line(tmp_path, capsys):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(
+        struct.pack(">iiii", 0x00000803, 2, 4, 4) + bytes(32)
+    )
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--data", str(folder), "--run-dir", str(run_dir), *QUICK])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("keras-vae-train: error:")
+    assert "holds only test IDX files (t10k-images-idx3-ubyte)" in err
+    assert "needs the training images train-images-idx3-ubyte[.gz]" in err
+    assert not (run_dir / "model.keras").exists()

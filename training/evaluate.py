@@ -202,7 +202,7 @@ def _parser():
         "--iwae-samples",
         type=int,
         help="K (default: the run's plan: up to 1000, in proportion to its training; 1000 "
-        "without a run)",
+        "without a run); 0 skips the IWAE estimate",
     )
     parser.add_argument(
         "--examples",
@@ -272,6 +272,14 @@ def main(argv=None):
     if args.binarize or run_config.get("binarize"):
         x = binarize_once(x, seed)
     k, n = _plan(args, run_config, dataset)
+    if k == 0:
+        # Said, not silent: the JSON on stdout then has no iwae_* keys.
+        source = "--iwae-samples 0" if args.iwae_samples == 0 else "the run's iwae_samples 0"
+        print(
+            f"keras-vae-evaluate: {source}: the IWAE log-likelihood is skipped (ELBO terms "
+            "only); pass --iwae-samples 1 or more for it (1 is the cheapest).",
+            file=sys.stderr,
+        )
     metrics = evaluate(model, x, iwae_samples=k, iwae_examples=n, seed=seed)
     metrics["data"] = data
     text = json.dumps(metrics, indent=2)
