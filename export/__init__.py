@@ -46,6 +46,117 @@ def tflite_path(out_dir, name="vae", version=1, quantize="float32"):
     return os.path.join(os.fspath(out_dir), TFLITE_DIR, f"{name}-v{version}-{quantize}.tflite")
 
 
+def check_version(version, label="version"):
+    """`version` if it is an integer >= 1: TF Serving orders numeric version folders and serves
+    the highest, and a version 0 is easily a mistake (an unset counter, a default)."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"{label} must be an integer >= 1; received {version!r}. TF Serving serves the "
+            "highest numbered version folder: start at 1 and count up."
+        )
+    return version
+
+
+def check_out_dir(out_dir, label="out_dir"):
+    """Raises NotADirectoryError if `out_dir`, or a folder above it, is an existing file."""
+    path = os.path.abspath(os.fspath(out_dir))
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return out_dir
+        path = parent
+    if not os.path.isdir(path):
+        where = (
+            "is a file"
+            if path == os.path.abspath(os.fspath(out_dir))
+            else f"is below {path!r}, a file"
+        )
+        raise NotADirectoryError(
+            f"{label} {os.fspath(out_dir)!r} {where}; expected a folder (TF Serving's model base "
+            "path). Choose another path or move the file away."
+        )
+    return out_dir
+
+
+def load_representative_data(path, label="representative_data"):
+    """The array in a `.npy` file (or a `.npz` with one array, or with an `x` array).
+
+    Only the file is checked here (its format, a floating-point dtype, finite values); the
+    shape and range against a model are `check_representative_data`'s.
+    """
+    import numpy as np
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{label}: no such file {path!r}; expected a .npy of examples.")
+    how = "Save the examples, scaled as in training, with numpy.save('x.npy', x)."
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in (".npy", ".npz"):
+        raise ValueError(
+            f"{label} must be a .npy file of examples (N, *data_shape); received {path!r}. {how}"
+        )
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(
+            f"{label} {path!r} is not a readable NumPy {extension} file of numbers ({e}). {how}"
+        ) from e
+    if extension == ".npz":
+        with loaded:
+            names = list(loaded.files)
+            if len(names) == 1 or "x" in names:
+                data = loaded[names[0] if len(names) == 1 else "x"]
+            else:
+                raise ValueError(
+                    f"{label} {path!r} holds arrays {names}; expected one array or one named "
+                    f"'x'. {how}"
+                )
+    else:
+        data = loaded
+    return _check_values(data, label)
+
+
+def _check_values(data, label):
+    import numpy as np
+
+    data = np.asarray(data)
+    if not np.issubdtype(data.dtype, np.floating):
+        peak = (
+            f" and max {data.max()}" if data.size and np.issubdtype(data.dtype, np.number) else ""
+        )
+        raise ValueError(
+            f"{label} must hold floating-point examples scaled as in training; received dtype "
+            f"{data.dtype}{peak}. Convert with x.astype('float32') (images: divide by 255)."
+        )
+    if not np.all(np.isfinite(data)):
+        raise ValueError(
+            f"{label} must hold finite values; received {int(np.sum(~np.isfinite(data)))} NaN or "
+            "infinite values. Drop or fill those examples."
+        )
+    return data
+
+
+def check_representative_data(data, data_shape, likelihood, label="representative_data"):
+    """`data` as float32 if it is finite float examples `(N, *data_shape)`, in [0, 1] for a
+    Bernoulli model; otherwise a ValueError that says what was received and how to fix it."""
+    import numpy as np
+
+    data = _check_values(data, label)
+    want = tuple(int(d) for d in data_shape)
+    if data.ndim != len(want) + 1 or tuple(data.shape[1:]) != want or len(data) == 0:
+        raise ValueError(
+            f"{label} must be examples of shape (N, {', '.join(map(str, want))}) with N >= 1; "
+            f"received shape {data.shape}. Pass the training examples as the model sees them."
+        )
+    if likelihood == "bernoulli" and (data.min() < 0 or data.max() > 1):
+        raise ValueError(
+            f"{label} must hold values in [0, 1] for a Bernoulli model; received min "
+            f"{float(data.min()):g} and max {float(data.max()):g}. Scale as in training "
+            "(images: divide by 255)."
+        )
+    return data.astype(np.float32)
+
+
 def export_all(
     model,
     out_dir,
@@ -67,9 +178,12 @@ def export_all(
         model: keras_vae.VAE. A built (normally trained) model.
         out_dir: str. Output folder.
         name: str. Model name (TF Serving's MODEL_NAME).
-        version: int. SavedModel version folder.
-        representative_data: array `(N, *data_shape)` or None. Examples on which the "int8"
-            sidecar reports the decode error (calibration uses prior draws).
+        version: int. SavedModel version folder, >= 1.
+        representative_data: array `(N, *data_shape)`, a path to a `.npy` of one (or a `.npz`
+            with one array, or an `x` array), or None. Examples on which the "int8" sidecar
+            reports the decode error (calibration uses prior draws). Checked before anything
+            is written: finite floats of the model's data shape, in [0, 1] for a Bernoulli
+            model.
         quantizations: iterable of str. TFLite variants to write (may be empty).
         overwrite: bool. Replace an existing version and existing TFLite files.
         max_samples: int. Cap on `num_samples` per `sample` request of the SavedModel.
@@ -82,10 +196,20 @@ def export_all(
     from export.saved_model import check_model, export_saved_model
     from export.tflite import check_quantization, export_tflite
 
+    # Every argument is checked before the first file is written: a rejected export leaves
+    # nothing behind, and its retry needs no --overwrite.
     check_model(model)
+    check_version(version)
+    check_out_dir(out_dir)
     if isinstance(quantizations, str):
         quantizations = (quantizations,)
     quantizations = [check_quantization(q) for q in quantizations]
+    if isinstance(representative_data, (str, os.PathLike)):
+        representative_data = load_representative_data(representative_data)
+    if representative_data is not None:
+        representative_data = check_representative_data(
+            representative_data, model.data_shape, model.likelihood_name
+        )
     targets = {q: tflite_path(out_dir, name, version, q) for q in quantizations}
     if not overwrite:
         existing = [p for p in targets.values() if os.path.exists(p)]
@@ -120,9 +244,13 @@ __all__ = [
     "QUANTIZATIONS",
     "QUANTIZATION_NAMES",
     "check_model",
+    "check_out_dir",
+    "check_representative_data",
+    "check_version",
     "export_all",
     "export_saved_model",
     "export_tflite",
+    "load_representative_data",
     "read_metadata",
     "sidecar_path",
     "tflite_path",

@@ -36,7 +36,7 @@ def _parser():
     )
     parser.add_argument("--out", required=True, help="output folder (TF Serving's base path)")
     parser.add_argument("--name", default="vae", help="model name (default: vae)")
-    parser.add_argument("--version", type=int, default=1, help="version folder (default: 1)")
+    parser.add_argument("--version", type=int, default=1, help="version folder, >= 1 (default: 1)")
     parser.add_argument("--tflite", action="store_true", help="also write TFLite models")
     parser.add_argument(
         "--quantize",
@@ -49,7 +49,9 @@ def _parser():
     parser.add_argument(
         "--representative-data",
         metavar="NPY",
-        help="a .npy of examples (N, *data_shape): the int8 sidecar reports the decode error on them",
+        help="a .npy of float examples (N, *data_shape) scaled as in training ([0, 1] for a "
+        "Bernoulli model; a .npz with one array or an 'x' array also works): the int8 sidecar "
+        "reports the decode error on them",
     )
     parser.add_argument(
         "--max-samples",
@@ -107,7 +109,6 @@ def main(argv=None):
 
     console.start_tensorflow()
     import keras
-    import numpy as np
     import tensorflow as tf
 
     import export
@@ -115,7 +116,11 @@ def main(argv=None):
 
     quantizations = args.quantize or (["float32"] if args.tflite else [])
     try:
+        # The flags and files are checked before the model is loaded and anything is written:
+        # a rejected export leaves nothing behind, and its retry needs no --overwrite.
         path = model_path(args.model)
+        export.check_version(args.version, "--version")
+        export.check_out_dir(args.out, "--out")
         target = os.path.join(args.out, args.name, str(args.version))
         if os.path.exists(target) and not args.overwrite:
             # Checked again by the export; here it answers before the model is loaded.
@@ -125,12 +130,17 @@ def main(argv=None):
             )
         representative = None
         if args.representative_data:
-            representative = np.load(args.representative_data, allow_pickle=False)
+            label = "--representative-data"
+            representative = export.load_representative_data(args.representative_data, label)
         print(f"Loading {path}", flush=True)
         try:
             model = keras.models.load_model(path)
         except (OSError, zipfile.BadZipFile, KeyError) as e:
             raise ValueError(f"cannot load {path!r} as a Keras model: {e}") from e
+        if representative is not None:
+            representative = export.check_representative_data(
+                representative, model.data_shape, model.likelihood_name, label
+            )
         print(f"Exporting to {args.out}", flush=True)
         paths = export.export_all(
             model,
@@ -144,7 +154,7 @@ def main(argv=None):
             iw_samples=args.iw_samples,
             max_batch=args.max_batch,
         )
-    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, TypeError) as e:
         print(f"keras-vae-export: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except (OSError, tf.errors.OpError) as e:

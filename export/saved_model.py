@@ -37,7 +37,7 @@ import keras
 import tensorflow as tf
 
 import keras_vae
-from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_BATCH, DEFAULT_MAX_SAMPLES
+from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_BATCH, DEFAULT_MAX_SAMPLES, check_version
 from keras_vae import estimators, rng
 
 # log_likelihood draws its importance samples from this fixed seed: the same request gives the
@@ -277,7 +277,7 @@ def export_saved_model(
         model: keras_vae.VAE. A built (normally trained) model.
         base_dir: str. TF Serving's model base path holds `base_dir/<name>`.
         name: str. The model name (TF Serving's `MODEL_NAME`).
-        version: int. The version folder; TF Serving serves the highest.
+        version: int. The version folder, >= 1; TF Serving serves the highest.
         overwrite: bool. Replace an existing version folder (otherwise `FileExistsError`).
         max_samples: int. Cap on `num_samples` per `sample` request.
         iw_samples: int. Importance samples per example in `log_likelihood`.
@@ -293,7 +293,7 @@ def export_saved_model(
     """
     check_model(model)
     check_name(name)
-    _check_positive_int(version, "version", minimum=0)
+    check_version(version)
     model_dir = os.path.join(os.fspath(base_dir), name)
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target) and not overwrite:

@@ -20,7 +20,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import keras_vae
-from export import QUANTIZATION_NAMES
+from export import QUANTIZATION_NAMES, check_representative_data
 from export.saved_model import read_metadata
 from training.console import quiet_native_logs
 
@@ -77,19 +77,7 @@ def check_quantization(quantize):
 
 
 def _check_representative_data(data, meta):
-    data = np.asarray(data)
-    want = tuple(meta["data_shape"])
-    if data.ndim != len(want) + 1 or tuple(data.shape[1:]) != want or len(data) == 0:
-        raise ValueError(
-            f"representative_data must be training examples of shape (N, {', '.join(map(str, want))}) "
-            f"with N >= 1; received shape {data.shape}."
-        )
-    if not np.issubdtype(data.dtype, np.floating) or not np.all(np.isfinite(data)):
-        raise ValueError(
-            "representative_data must hold finite floating-point values (float32, scaled as in "
-            f"training); received dtype {data.dtype}."
-        )
-    return data.astype(np.float32)
+    return check_representative_data(data, meta["data_shape"], meta["likelihood"])
 
 
 def _convert(saved_model_dir, quantize, calibration=None):

@@ -89,3 +89,72 @@ def test_the_quantize_choices_are_the_tflite_variants():
     assert tuple(tflite.QUANTIZATIONS) == QUANTIZATION_NAMES
     quantize = next(a for a in cli._parser()._actions if a.dest == "quantize")
     assert tuple(quantize.choices) == QUANTIZATION_NAMES
+
+
+def _bad_representative_files(folder):
+    """Files a new user may pass as --representative-data, each with what the error must say."""
+    x = digits()[:8]
+    np.save(folder / "pixels.npy", (x * 255).astype("uint8"))
+    np.save(folder / "pixels255.npy", x * 255)
+    np.save(folder / "flat.npy", x.reshape(8, -1))
+    nan = x.copy()
+    nan[0, 0, 0, 0] = np.nan
+    np.save(folder / "nan.npy", nan)
+    np.savez(folder / "two.npz", a=x, b=x)
+    (folder / "table.csv").write_text("0.1,0.2\n")
+    np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return {
+        "table.csv": "must be a .npy file of examples (N, *data_shape); received",
+        "objects.npy": "is not a readable NumPy .npy file of numbers",
+        "two.npz": "holds arrays ['a', 'b']; expected one array or one named 'x'",
+        "pixels.npy": "received dtype uint8 and max 255. Convert with x.astype('float32')",
+        "pixels255.npy": "values in [0, 1] for a Bernoulli model; received min 0 and max 255",
+        "flat.npy": "shape (N, 8, 8, 1) with N >= 1; received shape (8, 64)",
+        "nan.npy": "must hold finite values; received 1 NaN or infinite values",
+        "missing.npy": "no such file",
+    }
+
+
+def test_bad_representative_data_fails_before_anything_is_written(run_dir, tmp_path, capsys):
+    # Once, the file was read after the SavedModel was written: a CSV got numpy's allow_pickle
+    # advice, 0..255 pixels a graph dump and an int8 .tflite without its sidecar, and the retry
+    # then needed --overwrite.
+    out = tmp_path / "export"
+    for name, said in _bad_representative_files(tmp_path).items():
+        argv = [str(run_dir), "--out", str(out), "--quantize", "int8"]
+        assert cli.main([*argv, "--representative-data", str(tmp_path / name)]) == 2, name
+        captured = capsys.readouterr()
+        assert captured.err.startswith("keras-vae-export: error: --representative-data"), name
+        assert said in captured.err and captured.err.count("\n") == 1, captured.err
+        # The file alone is checked before the model loads; its shape and range just after.
+        needs_the_model = name in ("pixels255.npy", "flat.npy")
+        assert ("Loading" in captured.out) == needs_the_model, name
+        assert not out.exists(), f"{name}: a rejected export wrote files"
+
+
+def test_out_that_is_a_file_and_version_0_fail_clearly(run_dir, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = {
+        (str(a_file), "1"): f"--out {str(a_file)!r} is a file; expected a folder (TF Serving's "
+        "model base path)",
+        (str(a_file / "sub"), "1"): f"is below {str(a_file)!r}, a file; expected a folder",
+        (str(tmp_path / "o"), "0"): "--version must be an integer >= 1; received 0.",
+        (str(tmp_path / "o"), "-2"): "--version must be an integer >= 1; received -2.",
+    }
+    for (out, version), said in cases.items():
+        assert cli.main([str(run_dir), "--out", out, "--version", version]) == 2
+        captured = capsys.readouterr()
+        assert said in captured.err and captured.err.count("\n") == 1, captured.err
+        assert "Errno" not in captured.err and "Loading" not in captured.out
+    assert a_file.read_text() == "x" and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_representative_data_may_be_an_npz(run_dir, tmp_path):
+    np.savez(tmp_path / "x.npz", x=digits()[:16], y=np.arange(16))
+    out = tmp_path / "export"
+    argv = [str(run_dir), "--out", str(out), "--quantize", "int8"]
+    assert cli.main([*argv, "--representative-data", str(tmp_path / "x.npz")]) == 0
+    meta = json.loads((out / "tflite" / "vae-v1-int8.json").read_text())
+    assert meta["decode_error_on_data"]["examples"] == 16

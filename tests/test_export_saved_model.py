@@ -219,6 +219,29 @@ def test_export_arguments_are_validated(tmp_path):
     assert not any(tmp_path.iterdir()), "a rejected export wrote files"
 
 
+def test_version_0_and_an_out_dir_that_is_a_file_are_refused(tmp_path):
+    # Version 0 was accepted until TF Serving's ordering made it a trap: the next export,
+    # "version 1", silently became the served one. Both entry points now ask for >= 1.
+    model = vae()
+    for version in (0, -1):
+        with pytest.raises(
+            ValueError, match=rf"version must be an integer >= 1; received {version}"
+        ):
+            export.export_saved_model(model, tmp_path, version=version)
+        with pytest.raises(
+            ValueError, match=rf"version must be an integer >= 1; received {version}"
+        ):
+            export.export_all(model, tmp_path, version=version)
+    assert not any(tmp_path.iterdir()), "a rejected export wrote files"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"is a file; expected a folder \(TF Serving"):
+        export.export_all(model, a_file)
+    with pytest.raises(NotADirectoryError, match="is below .*, a file; expected a folder"):
+        export.export_all(model, a_file / "serving")
+    assert a_file.read_text() == "x" and sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
 def test_versions_are_never_overwritten_silently(tmp_path):
     model = vae()
     first = copy_version(tmp_path, 1)

@@ -199,6 +199,43 @@ def test_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(N, 8, 8, 1\)"):
         export.export_tflite(path, out, quantize="int8", representative_data=np.zeros((4, 64)))
     assert not out.exists()
+    with pytest.raises(ValueError, match=r"values in \[0, 1\] for a Bernoulli model; received"):
+        export.export_tflite(path, out, quantize="int8", representative_data=digits()[:4] * 255)
+    assert not out.exists()
+
+
+def test_export_all_checks_representative_data_before_writing(tmp_path):
+    # Checked once the SavedModel was written, bad data left a version behind (the retry then
+    # needed overwrite=True) and, for 0..255 pixels, an int8 .tflite without its sidecar.
+    out = tmp_path / "out"
+    bad = {
+        "0..255 pixels": (digits()[:4] * 255, r"in \[0, 1\] for a Bernoulli model; received min 0"),
+        "flat": (digits()[:4].reshape(4, -1), r"shape \(N, 8, 8, 1\) with N >= 1; received"),
+        "integers": (np.zeros((4, 8, 8, 1), np.int64), "received dtype int64 and max 0"),
+        "NaN": (np.full((4, 8, 8, 1), np.nan, np.float32), "must hold finite values"),
+    }
+    for data, said in bad.values():
+        with pytest.raises(ValueError, match=said):
+            export.export_all(vae(), out, quantizations=("int8",), representative_data=data)
+    (tmp_path / "x.csv").write_text("0.5\n")
+    with pytest.raises(ValueError, match=r"must be a \.npy file of examples"):
+        export.export_all(vae(), out, representative_data=tmp_path / "x.csv")
+    assert not out.exists(), "a rejected export wrote files"
+
+
+def test_representative_data_files_load(tmp_path):
+    # Here, the loader alone: a .npy, or a .npz with one array or an "x" array.
+    x = digits()[:4]
+    folder = tmp_path
+    np.save(folder / "x.npy", x)
+    np.savez(folder / "one.npz", x)
+    np.savez(folder / "named.npz", x=x, labels=np.arange(4))
+    for name in ("x.npy", "one.npz", "named.npz"):
+        np.testing.assert_array_equal(export.load_representative_data(folder / name), x)
+    checked = export.check_representative_data(x.astype("float64"), (8, 8, 1), "bernoulli")
+    assert checked.dtype == np.float32
+    # A Gaussian model's data (standardized tables) need not lie in [0, 1].
+    export.check_representative_data(x * 10 - 3, (8, 8, 1), "gaussian")
 
 
 def test_python_snippets_in_the_docs_run(tmp_path, monkeypatch):
