@@ -17,6 +17,8 @@ from sklearn.datasets import load_digits
 
 import export
 import keras_vae
+from export import rest_examples
+from export.rest_examples import compact_json, rest_predict  # noqa: F401  (for the tests)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REQUESTS_DIR = REPO / "docs" / "requests"
@@ -28,7 +30,7 @@ def serving_section():
     return SERVING_DOC.read_text(encoding="utf-8")
 
 
-SIGNATURES = ("serving_default", "encode", "decode", "sample", "log_likelihood")
+SIGNATURES = rest_examples.SIGNATURES
 
 
 @functools.cache
@@ -90,54 +92,9 @@ def load_response(signature):
         return json.load(f)
 
 
-def rest_predict(loaded, body):
-    """What TF Serving answers to `POST /v1/models/NAME:predict` with `body` (columnar form).
-
-    Inputs are converted to the signature's dtypes, as TF Serving does; a response with one
-    output tensor holds it directly under "outputs", several are keyed by name (TF Serving's
-    REST API reference, "Response format").
-    """
-    import tensorflow as tf
-
-    fn = loaded.signatures[body.get("signature_name", "serving_default")]
-    specs = fn.structured_input_signature[1]
-    inputs = body["inputs"]
-    if not isinstance(inputs, dict):
-        (only,) = specs
-        inputs = {only: inputs}
-    if set(inputs) != set(specs):
-        raise ValueError(f"request inputs {sorted(inputs)} != signature inputs {sorted(specs)}")
-    outputs = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
-    outputs = {k: v.numpy().tolist() for k, v in outputs.items()}
-    if len(outputs) == 1:
-        return {"outputs": next(iter(outputs.values()))}
-    return {"outputs": outputs}
-
-
 def write_rest_examples(saved_model_dir, out_dir=REQUESTS_DIR, decimals=4):
     """Writes `<signature>.response.json` for each request file, from a real export."""
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(saved_model_dir)
-    for signature in SIGNATURES:
-        response = rest_predict(loaded, load_request(signature))
-        rounded = json.loads(json.dumps(response), parse_float=lambda s: round(float(s), decimals))
-        with open(pathlib.Path(out_dir) / f"{signature}.response.json", "w") as f:
-            f.write(compact_json(rounded) + "\n")
-
-
-def compact_json(value, indent=0):
-    """Indented JSON with short lists on one line: an 8x8 image reads as 8 lines in the docs."""
-    pad = "  " * indent
-    if len(json.dumps(value)) <= 90 - len(pad):
-        return pad + json.dumps(value)
-    if isinstance(value, dict):
-        items = [f'{pad}  "{k}": {compact_json(v, indent + 1).lstrip()}' for k, v in value.items()]
-        return pad + "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    if isinstance(value, list):
-        inner = [compact_json(v, indent + 1) for v in value]
-        return pad + "[\n" + ",\n".join(inner) + "\n" + pad + "]"
-    return pad + json.dumps(value)
+    return rest_examples.write_rest_examples(saved_model_dir, out_dir, decimals)
 
 
 def shape_of(nested):

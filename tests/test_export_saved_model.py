@@ -3,6 +3,7 @@ Keras, `saved_model_cli`, the documented REST requests, errors, and atomic versi
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from export_helpers import (
 
 import export
 import keras_vae
+from export import rest_examples
 from keras_vae import rng
 
 # Runs in a fresh interpreter. Keras, TFP and this project are made unimportable before TF is
@@ -138,6 +140,41 @@ def test_saved_model_cli_lists_signatures(saved_model_cli_show):
         "outputs['log_likelihood'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)"
         in text
     )
+
+
+def test_documented_rest_responses_are_the_files_and_the_script_regenerates_them(tmp_path):
+    # The responses in docs/serving.md once came from another model than the default run's;
+    # export.rest_examples rewrites the files and the inline JSON from a real export.
+    doc = SERVING_DOC.read_text(encoding="utf-8")
+    for name in SIGNATURES:
+        text = (REQUESTS_DIR / f"{name}.response.json").read_text()
+        assert text.strip() in doc, f"docs/serving.md does not show {name}.response.json"
+    requests = tmp_path / "requests"
+    shutil.copytree(REQUESTS_DIR, requests)
+    copy = tmp_path / "serving.md"
+    copy.write_text(doc, encoding="utf-8")
+    base, version = saved_model()
+    assert rest_examples.main([base, "--out", str(requests), "--doc", str(copy)]) == 0
+    loaded = tf.saved_model.load(version)
+    updated = copy.read_text(encoding="utf-8")
+    for name in SIGNATURES:
+        written = json.loads((requests / f"{name}.response.json").read_text())
+        expected = rest_predict(loaded, load_request(name))
+        assert (requests / f"{name}.response.json").read_text().strip() in updated, name
+        np.testing.assert_allclose(
+            np.asarray(_flat(written["outputs"])), _flat(expected["outputs"]), atol=1e-4
+        )
+    # Only the responses changed: the request bodies and the prose are still there.
+    assert all(
+        (REQUESTS_DIR / f"{n}.request.json").read_text().strip() in updated for n in SIGNATURES
+    )
+    assert rest_examples.main([str(tmp_path / "none"), "--out", str(requests)]) == 2
+
+
+def _flat(outputs):
+    if isinstance(outputs, dict):
+        return np.concatenate([np.ravel(outputs[k]) for k in sorted(outputs)])
+    return np.ravel(outputs)
 
 
 def test_documented_rest_requests_feed_the_signatures():
