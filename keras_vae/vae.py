@@ -165,7 +165,8 @@ class VAE(keras.Model):
         return latent_dim
 
     # ----------------------------------------------------------------------------------------
-    # Input checks: static ones at trace time, value ones as graph assertions.
+    # Input checks: static ones at trace time, value ones as graph assertions; arrays and tensors
+    # given to fit, evaluate and predict are checked whole in Python before Keras starts.
 
     def _expected_shape(self):
         return f"(batch, {', '.join(map(str, self.data_shape))})"
@@ -258,6 +259,8 @@ class VAE(keras.Model):
             self._check_values(data)
 
     def _check_values(self, x):
+        if not np.prod(x.shape):
+            return  # nothing to check; Keras says what is wrong with no examples
         if tf.is_tensor(x):
             finite = bool(tf.reduce_all(tf.math.is_finite(x)))
             lo, hi = float(tf.reduce_min(x)), float(tf.reduce_max(x))
