@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_vae import estimators, networks, objectives, standardize
+from keras_vae import checks, estimators, networks, objectives, standardize
 from keras_vae import likelihoods as likelihoods_lib
 
 tfd = tfp.distributions
@@ -53,19 +53,6 @@ def _eager_estimator(model, name):
             reduce_retracing=True,
         )
     return fns[name]
-
-
-class InputError(ValueError, tf.errors.InvalidArgumentError):
-    """Bad input values found before Keras starts: a ValueError, and the InvalidArgumentError that
-    the same values raise from inside a graph (so code catching either keeps working)."""
-
-    def __init__(self, message):
-        tf.errors.InvalidArgumentError.__init__(self, None, None, message)
-        self.args = (message,)
-
-
-def _static_shape(tensor_or_model_shape):
-    return tuple(None if d is None else int(d) for d in tensor_or_model_shape)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -116,8 +103,8 @@ class VAE(keras.Model):
             raise ValueError(f"beta must be a number >= 0; received beta={beta!r}.")
         self.encoder = encoder
         self.decoder = decoder
-        self.latent_dim = self._check_networks(encoder, decoder)
-        self.data_shape = _static_shape(decoder.output.shape[1:])
+        self.latent_dim = checks.check_networks(encoder, decoder)
+        self.data_shape = checks.static_shape(decoder.output.shape[1:])
         self.likelihood_name = likelihood
         # "learned" is stored as None, the spelling saved configs have always used.
         self.sigma = None if isinstance(sigma, str) and sigma == likelihoods_lib.LEARNED else sigma
@@ -133,154 +120,19 @@ class VAE(keras.Model):
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self.built = True
 
-    @staticmethod
-    def _check_networks(encoder, decoder):
-        for name, net in (("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(net, keras.Model) or not net.built:
-                raise TypeError(
-                    f"{name} must be a built keras.Model (e.g. functional, with keras.Input); "
-                    f"received {type(net).__name__}."
-                )
-        z_shape = _static_shape(decoder.input.shape)
-        if len(z_shape) != 2 or z_shape[1] is None or z_shape[1] < 1:
-            raise ValueError(
-                f"The decoder must take z of shape (batch, latent_dim) with latent_dim >= 1; "
-                f"its input shape is {z_shape}."
-            )
-        latent_dim = z_shape[1]
-        enc_out = _static_shape(encoder.output.shape)
-        if enc_out[1:] != (2 * latent_dim,):
-            raise ValueError(
-                f"The encoder must output (batch, 2 * latent_dim) = (batch, {2 * latent_dim}): the "
-                f"posterior mean and scale for the decoder's latent_dim={latent_dim}; it outputs "
-                f"{enc_out}."
-            )
-        data_shape = _static_shape(decoder.output.shape[1:])
-        enc_in = _static_shape(encoder.input.shape[1:])
-        if enc_in != data_shape:
-            raise ValueError(
-                f"The encoder takes examples of shape {enc_in} but the decoder produces {data_shape}; "
-                "they must agree."
-            )
-        return latent_dim
-
     # ----------------------------------------------------------------------------------------
-    # Input checks: static ones at trace time, value ones as graph assertions; arrays and tensors
-    # given to fit, evaluate and predict are checked whole in Python before Keras starts.
-
-    def _expected_shape(self):
-        return f"(batch, {', '.join(map(str, self.data_shape))})"
-
-    def _check_dtype(self, dtype):
-        if not dtype.is_floating:
-            raise TypeError(
-                f"Expected floating-point inputs (float32) of shape (batch, *{self.data_shape}); "
-                f"received dtype {dtype.name}. Convert with x.astype('float32') "
-                "(and scale pixels to [0, 1])."
-            )
-
-    def _check_static_shape(self, shape, where="", hint=""):
-        """Raises where a known dimension of `shape` (a `tf.TensorShape`) disagrees."""
-        if shape.rank is None:
-            return
-        shape = _static_shape(shape)
-        if len(shape) != len(self.data_shape) + 1 or any(
-            got is not None and got != want
-            for got, want in zip(shape[1:], self.data_shape, strict=False)
-        ):
-            raise ValueError(
-                f"Expected inputs of shape {self._expected_shape()}; received shape {shape}{where}."
-                f"{hint}"
-            )
+    # Input checks (keras_vae/checks.py).
 
     def _check_inputs(self, x):
-        x = tf.convert_to_tensor(x) if not tf.is_tensor(x) else x
-        self._check_dtype(x.dtype)
-        self._check_static_shape(x.shape)
-        x = tf.cast(x, self.compute_dtype)
-        if x.shape.rank is None or None in _static_shape(x.shape)[1:]:
-            # A train function retraced for a second `fit` on other data sees relaxed (None)
-            # dimensions: the static check above passes, so the real shape is checked here.
-            x = self._check_dynamic_shape(x)
-        # One cheap test per batch (NaN fails every comparison); the messages, with the values
-        # that broke it, are computed only in the branch that raises.
-        if self.likelihood.requires_unit_interval:
-            ok = tf.reduce_all(tf.logical_and(x >= 0.0, x <= 1.0))
-        else:
-            ok = tf.reduce_all(tf.math.is_finite(x))
-        checked = tf.cond(ok, lambda: tf.constant(True), lambda: self._input_error(x))
-        with tf.control_dependencies([checked]):
-            return tf.identity(x)
+        unit = self.likelihood.requires_unit_interval
+        return checks.check_inputs(x, self.data_shape, unit, self.compute_dtype)
 
-    def _check_dynamic_shape(self, x):
-        shape = tf.shape(x)
-        want = tf.constant(self.data_shape, tf.int32)
-        ok = tf.cond(
-            tf.equal(tf.size(shape), len(self.data_shape) + 1),
-            lambda: tf.reduce_all(tf.equal(shape[1:], want)),
-            lambda: tf.constant(False),
-        )
-        failed = tf.debugging.Assert(
-            ok,
-            [
-                f"keras_vae.VAE: Expected inputs of shape {self._expected_shape()}; received shape",
-                shape,
-            ],
-            summarize=8,
-        )
-        with tf.control_dependencies([failed]):
-            # The networks need the static shape (a functional model cannot take unknown rank).
-            return tf.ensure_shape(tf.identity(x), (None, *self.data_shape))
+    def _check_latents(self, z):
+        return checks.check_latents(z, self.latent_dim, self.compute_dtype)
 
     def _check_data(self, data, name, pairs=False):
-        """Checks what `fit`, `evaluate` or `predict` received before Keras starts.
-
-        Arrays and eager tensors are checked whole (dtype, shape, and values: one min, max pass);
-        a `tf.data.Dataset` by its element spec, its values by the in-graph check per batch.
-        `pairs`: `data` may be an `(x,)` or `(x, y)` tuple (validation_data).
-        """
-        if pairs and isinstance(data, tuple) and data:
-            data = data[0]
-        if isinstance(data, tf.data.Dataset):
-            spec = data.element_spec
-            if isinstance(spec, tuple) and spec:
-                spec = spec[0]
-            if isinstance(spec, tf.TensorSpec):
-                self._check_dtype(spec.dtype)
-                hint = ""
-                if spec.shape.rank is not None and _static_shape(spec.shape) == self.data_shape:
-                    hint = " Batch the dataset with .batch(batch_size)."
-                self._check_static_shape(spec.shape, f" (the {name} dataset's elements)", hint)
-            return
-        if isinstance(data, np.ndarray) or (tf.is_tensor(data) and tf.executing_eagerly()):
-            dtype = tf.as_dtype(data.dtype)
-            self._check_dtype(dtype)
-            self._check_static_shape(tf.TensorShape(data.shape))
-            self._check_values(data)
-
-    def _check_values(self, x):
-        if not np.prod(x.shape):
-            return  # nothing to check; Keras says what is wrong with no examples
-        if tf.is_tensor(x):
-            finite = bool(tf.reduce_all(tf.math.is_finite(x)))
-            lo, hi = float(tf.reduce_min(x)), float(tf.reduce_max(x))
-        else:
-            # min and max propagate NaN: two passes and no temporary of the array's size.
-            lo, hi = float(np.min(x)), float(np.max(x))
-            finite = np.isfinite(lo) and np.isfinite(hi)
-        if not finite:
-            bad = ~np.isfinite(np.asarray(x).reshape(len(x), -1)).all(axis=1)
-            raise InputError(
-                f"keras_vae.VAE: inputs contain NaN or inf (the first in example "
-                f"{int(np.argmax(bad))}, {int(bad.sum())} examples in all); expected finite "
-                "values. Drop or fill those examples."
-            )
-        if self.likelihood.requires_unit_interval and (lo < 0.0 or hi > 1.0):
-            raise InputError(
-                f"keras_vae.VAE: likelihood='bernoulli' needs pixels in [0, 1]; received min "
-                f"{lo:g} and max {hi:g}. Divide 0..255 images by 255, or use "
-                "likelihood='gaussian'."
-            )
+        unit = self.likelihood.requires_unit_interval
+        checks.check_data(data, name, self.data_shape, unit, pairs=pairs)
 
     def fit(self, x=None, *args, **kwargs):
         self._check_data(x, "x", pairs=False)
@@ -295,37 +147,6 @@ class VAE(keras.Model):
     def predict(self, x, *args, **kwargs):
         self._check_data(x, "x")
         return super().predict(x, *args, **kwargs)
-
-    def _input_error(self, x):
-        """Raises (as a graph assertion) the error that describes what is wrong with `x`."""
-        finite = tf.debugging.assert_all_finite(
-            x, "keras_vae.VAE: inputs contain NaN or inf; expected finite values."
-        )
-        with tf.control_dependencies([finite]):
-            lo, hi = tf.reduce_min(x), tf.reduce_max(x)
-        failed = tf.debugging.Assert(
-            False,
-            [
-                "keras_vae.VAE: likelihood='bernoulli' needs pixels in [0, 1]; received "
-                "min and max:",
-                lo,
-                hi,
-                "Divide 0..255 images by 255, or use likelihood='gaussian'.",
-            ],
-        )
-        with tf.control_dependencies([failed]):
-            return tf.constant(False)
-
-    def _check_latents(self, z):
-        z = tf.convert_to_tensor(z) if not tf.is_tensor(z) else z
-        shape = _static_shape(z.shape)
-        if len(shape) != 2 or shape[1] not in (None, self.latent_dim):
-            raise ValueError(
-                f"Expected latents of shape (batch, {self.latent_dim}); received shape {shape}."
-            )
-        if not z.dtype.is_floating:
-            raise TypeError(f"Expected floating-point latents; received dtype {z.dtype.name}.")
-        return tf.cast(z, self.compute_dtype)
 
     # ----------------------------------------------------------------------------------------
     # The model.
@@ -409,9 +230,9 @@ class VAE(keras.Model):
 
     def _objective(self, data, training):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if tf.is_tensor(x) and (x.shape.rank is None or None in _static_shape(x.shape)[1:]):
+        if tf.is_tensor(x) and (x.shape.rank is None or None in checks.static_shape(x.shape)[1:]):
             # log P(X|z) below needs x's static shape as much as the networks do.
-            x = self._check_dynamic_shape(x)
+            x = checks.check_dynamic_shape(x, self.data_shape)
         out = self(x, training=training, sample_posterior=True, return_all=True)
         reconstruction = -self.likelihood.log_prob(
             tf.cast(x, "float32"), tf.cast(out["params"], "float32")
