@@ -76,9 +76,10 @@ def train(config, run_dir, callbacks=None):
     # The strategy comes first: it may split the CPU into logical devices or join a cluster,
     # both of which must happen before TensorFlow touches a device.
     strategy = distribute.make_strategy(config.strategy, config.devices)
-    folder = run_folder.open_run_folder(os.path.abspath(run_dir), strategy, config)
     replicas = strategy.num_replicas_in_sync
+    # The data before the run folder: unusable data stops the run before anything is written.
     data = _load_data(config, replicas)
+    folder = run_folder.open_run_folder(os.path.abspath(run_dir), strategy, config)
     model, initial_epoch = _build_model(config, data, strategy, folder.backup_dir)
     untrained = None
     if folder.is_chief:
