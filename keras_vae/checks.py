@@ -208,4 +208,13 @@ def check_latents(z, latent_dim, compute_dtype):
         )
     if not z.dtype.is_floating:
         raise TypeError(f"Expected floating-point latents; received dtype {z.dtype.name}.")
-    return tf.cast(z, compute_dtype)
+    z = tf.cast(z, compute_dtype)
+    # A NaN or inf latent is refused, on every CPU: decoded, oneDNN's fused ReLU on AVX-512 maps
+    # NaN to 0 and would answer a broken request with a plausible image. (LiteRT has no
+    # assertions: there `VAE.decode` gives NaN rows instead.)
+    finite = tf.debugging.Assert(
+        tf.reduce_all(tf.math.is_finite(z)),
+        ["keras_vae.VAE: latents contain NaN or inf; expected finite values."],
+    )
+    with tf.control_dependencies([finite]):
+        return tf.identity(z)
