@@ -12,6 +12,8 @@ Example:
 import importlib
 import os
 
+# Where a SavedModel written by keras-vae-export keeps its metadata (keras_vae.json).
+METADATA_PATH = os.path.join("assets.extra", "keras_vae.json")
 DEFAULT_MAX_SAMPLES = 1024
 DEFAULT_IW_SAMPLES = 64
 # Examples per request of the batch signatures: 256 28x28 images to the conv model's

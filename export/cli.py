@@ -98,10 +98,6 @@ def model_path(model_or_run_dir):
     return model_or_run_dir
 
 
-def _one_line(error):
-    return " ".join(str(error).split())
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
     # Imported after parsing: --help and flag errors answer without loading TensorFlow.
@@ -155,11 +151,11 @@ def main(argv=None):
             max_batch=args.max_batch,
         )
     except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, TypeError) as e:
-        print(f"keras-vae-export: error: {_one_line(e)}", file=sys.stderr)
+        print(f"keras-vae-export: error: {console.one_line(e)}", file=sys.stderr)
         return 2
     except (OSError, tf.errors.OpError) as e:
         # Storage faults (unwritable folder, full disk): earlier versions are untouched.
-        print(f"keras-vae-export: error: {_one_line(e)}", file=sys.stderr)
+        print(f"keras-vae-export: error: {console.one_line(e)}", file=sys.stderr)
         return 1
     for kind, p in paths.items():
         print(f"{kind}: {p}")

@@ -37,13 +37,18 @@ import keras
 import tensorflow as tf
 
 import keras_vae
-from export import DEFAULT_IW_SAMPLES, DEFAULT_MAX_BATCH, DEFAULT_MAX_SAMPLES, check_version
+from export import (
+    DEFAULT_IW_SAMPLES,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_SAMPLES,
+    METADATA_PATH,
+    check_version,
+)
 from keras_vae import estimators, rng
 
 # log_likelihood draws its importance samples from this fixed seed: the same request gives the
 # same scores, which is what an anomaly threshold needs.
 LOG_LIKELIHOOD_SEED = 0
-METADATA_PATH = os.path.join("assets.extra", "keras_vae.json")
 SIGNATURES = ("serving_default", "encode", "decode", "sample", "log_likelihood")
 # Temporary folders start with a dot and are not numbers: TF Serving ignores them. They name their
 # host and process, so a later export can remove those left by a killed one.

@@ -103,11 +103,6 @@ def default_run_dir(data):
     return os.path.join("runs", name or "data")
 
 
-def _one_line(error):
-    # Some libraries' messages span lines (h5py on a full disk); the CLI promises one.
-    return " ".join(str(error).split())
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -126,9 +121,9 @@ def main(argv=None):
     try:
         train(config, run_dir)
     except (ConfigError, DataError) as e:
-        parser.exit(2, f"{PROG}: error: {_one_line(e)}\n")
+        parser.exit(2, f"{PROG}: error: {console.one_line(e)}\n")
     except (RuntimeError, OSError) as e:  # TrainingDiverged, full disk, export failures
-        parser.exit(1, f"{PROG}: error: {_one_line(e)}\n")
+        parser.exit(1, f"{PROG}: error: {console.one_line(e)}\n")
     except KeyboardInterrupt:
         parser.exit(
             130, f"\n{PROG}: interrupted; rerun the same command to resume from the last epoch.\n"

@@ -54,6 +54,12 @@ _KNOWN = (
 )
 
 
+def one_line(error):
+    """An error's message on one line (some libraries' messages span lines, e.g. h5py on a full
+    disk); every command promises one."""
+    return " ".join(str(error).split())
+
+
 def tf_logs_wanted():
     """True when the user asked for TensorFlow's own logging (`KERAS_VAE_TF_LOGS=1`)."""
     return os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no", "off")

@@ -165,7 +165,7 @@ def _when(epoch):
     return "final" if epoch is None else f"after epoch {epoch}"
 
 
-def _xy(points):
+def first_two_coordinates(points):
     """The first two coordinates of vectors (or index and value for 1-D data)."""
     points = np.asarray(points, "float32").reshape(len(points), -1)
     if points.shape[1] == 1:
@@ -198,9 +198,9 @@ def samples_figure(model, seed, reference=None, z=None, epoch=None, final_epoch=
     xlabel, ylabel = _xy_names(model)
     figure, ax = _scatter_figure(title, xlabel, ylabel)
     if reference is not None:
-        data = _xy(reference[:1000])
+        data = first_two_coordinates(reference[:1000])
         ax.scatter(data[:, 0], data[:, 1], s=6, c=DATA_GREY, label="data", linewidths=0)
-    points = _xy(samples)
+    points = first_two_coordinates(samples)
     ax.scatter(points[:, 0], points[:, 1], s=6, c="tab:blue", label="prior samples")
     ax.legend(loc="best", framealpha=0.9)
     return figure
@@ -219,7 +219,10 @@ def reconstructions_figure(model, x, final_epoch=None):
             np.concatenate([x, recon]), len(x), title, row_labels=["input", "reconstruction"]
         )
     x = x[:300]
-    inputs, recon = _xy(x), _xy(np.asarray(model.reconstruct(x)))
+    inputs, recon = (
+        first_two_coordinates(x),
+        first_two_coordinates(np.asarray(model.reconstruct(x))),
+    )
     xlabel, ylabel = _xy_names(model)
     figure, ax = _scatter_figure(title, xlabel, ylabel)
     ax.add_collection(
@@ -324,7 +327,7 @@ def latent_manifold_figure(model, final_epoch=None):
     colours = np.stack([t[:, 0], 0.3 + 0 * t[:, 0], t[:, 1]], axis=1)
     xlabel, ylabel = _xy_names(model)
     figure, ax = _scatter_figure(title, xlabel, ylabel)
-    points = _xy(decoded)
+    points = first_two_coordinates(decoded)
     ax.scatter(points[:, 0], points[:, 1], s=14, c=colours, linewidths=0)
     ax.text(
         0.02, 0.98, "colour: red = z1, blue = z2", transform=ax.transAxes, va="top",

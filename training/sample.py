@@ -22,12 +22,13 @@ import math
 import os
 import sys
 
+from export import DEFAULT_MAX_SAMPLES, METADATA_PATH  # light: no TensorFlow before --help
+from training.console import one_line
+
 PROG = "keras-vae-sample"
-MAX_EXAMPLES = 1024
+MAX_EXAMPLES = DEFAULT_MAX_SAMPLES  # the same cap as the served sample signature
 MAX_SEED = 2**31 - 1
-# Where keras-vae-export writes its metadata (export.saved_model.METADATA_PATH); named here so
-# the command can inspect a folder before TensorFlow is loaded.
-EXPORT_METADATA = os.path.join("assets.extra", "keras_vae.json")
+
 
 EPILOG = """examples:
   keras-vae-sample sample runs/digits --num 64 --seed 0 --out samples
@@ -127,10 +128,10 @@ def model_kind(path):
     """`("keras", file)` or `("saved_model", folder)` for a model path, or a UsageError."""
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            if not os.path.isfile(os.path.join(path, EXPORT_METADATA)):
+            if not os.path.isfile(os.path.join(path, METADATA_PATH)):
                 raise UsageError(
                     f"{path!r} is a SavedModel but not a keras-vae export (no "
-                    f"{EXPORT_METADATA}); expected a folder written by keras-vae-export."
+                    f"{METADATA_PATH}); expected a folder written by keras-vae-export."
                 )
             return "saved_model", path
         keras_file = os.path.join(path, "model.keras")
@@ -212,7 +213,7 @@ class KerasModel:
         try:
             self.vae = keras.models.load_model(path)
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
-            raise UsageError(f"cannot load {path!r} as a keras-vae model: {_one_line(e)}") from e
+            raise UsageError(f"cannot load {path!r} as a keras-vae model: {one_line(e)}") from e
         if not hasattr(self.vae, "latent_dim") or not hasattr(self.vae, "data_shape"):
             raise UsageError(
                 f"{path!r} holds a {type(self.vae).__name__}; expected a keras_vae.VAE."
@@ -243,7 +244,7 @@ class ExportedModel:
     """A SavedModel version folder written by keras-vae-export, called through its signatures."""
 
     def __init__(self, path):
-        metadata = os.path.join(path, EXPORT_METADATA)
+        metadata = os.path.join(path, METADATA_PATH)
         try:
             with open(metadata, encoding="utf-8") as f:
                 meta = json.load(f)
@@ -251,7 +252,7 @@ class ExportedModel:
             self.data_shape = tuple(int(d) for d in meta["data_shape"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UsageError(
-                f"{metadata!r} is not keras-vae export metadata ({_one_line(e)}); expected the "
+                f"{metadata!r} is not keras-vae export metadata ({one_line(e)}); expected the "
                 "keras_vae.json written by keras-vae-export."
             ) from e
         self.path = path
@@ -268,7 +269,7 @@ class ExportedModel:
             try:
                 self._loaded = tf.saved_model.load(self.path)  # keeps the variables alive
             except (OSError, ValueError, tf.errors.OpError) as e:
-                raise UsageError(f"cannot load the SavedModel {self.path!r}: {_one_line(e)}") from e
+                raise UsageError(f"cannot load the SavedModel {self.path!r}: {one_line(e)}") from e
             self._signatures = self._loaded.signatures
         return self._signatures
 
@@ -312,29 +313,8 @@ def _numpy(tensor):
     return np.asarray(tensor, dtype="float32")
 
 
-def _one_line(error):
-    return " ".join(str(error).split())
-
-
 # ---------------------------------------------------------------------------------------------
 # The pictures.
-
-
-def _tiles(images, cols, pad=1):
-    """Images `[N, H, W, C]` in [0, 1] tiled row by row on a grey background, `[rows*H, cols*W, C]`."""
-    import numpy as np
-
-    images = np.clip(images, 0.0, 1.0)
-    n, height, width, channels = images.shape
-    rows = math.ceil(n / cols)
-    grid = np.full(
-        (rows * (height + pad) + pad, cols * (width + pad) + pad, channels), 0.5, "float32"
-    )
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        top, left = pad + r * (height + pad), pad + c * (width + pad)
-        grid[top : top + height, left : left + width] = image
-    return grid
 
 
 def _show(axes, grid, title):
@@ -344,16 +324,6 @@ def _show(axes, grid, title):
         axes.imshow(grid, interpolation="nearest")
     axes.set_axis_off()
     axes.set_title(title, fontsize=9)
-
-
-def _xy(points):
-    """The first two coordinates of vectors (index and value for 1-D data)."""
-    import numpy as np
-
-    points = np.asarray(points, "float32").reshape(len(points), -1)
-    if points.shape[1] == 1:
-        return np.concatenate([np.arange(len(points))[:, None], points], axis=1)
-    return points[:, :2]
 
 
 def picture(array, data_shape, title, inputs=None, one_row=False):
@@ -368,15 +338,17 @@ def picture(array, data_shape, title, inputs=None, one_row=False):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from training import plots
+
     n = len(array)
     images = len(data_shape) == 3 and data_shape[-1] in (1, 3)
     if not images:
         figure = Figure(figsize=(5, 5), dpi=100)
         axes = figure.add_subplot()
         if inputs is not None:
-            xy = _xy(inputs)
+            xy = plots.first_two_coordinates(inputs)
             axes.scatter(xy[:, 0], xy[:, 1], s=12, c="0.6", label="inputs")
-        xy = _xy(array)
+        xy = plots.first_two_coordinates(array)
         axes.scatter(xy[:, 0], xy[:, 1], s=12, c="tab:blue", label="outputs")
         if inputs is not None:
             axes.legend(fontsize=8)
@@ -401,7 +373,7 @@ def picture(array, data_shape, title, inputs=None, one_row=False):
         figsize=(max(3.0, cols * cell + 0.4), len(panels) * (rows * cell + 0.5)), dpi=100
     )
     for i, (block, title) in enumerate(panels):
-        _show(figure.add_subplot(len(panels), 1, i + 1), _tiles(block, cols), title)
+        _show(figure.add_subplot(len(panels), 1, i + 1), plots.image_grid(block, cols), title)
     FigureCanvasAgg(figure)
     return figure
 
@@ -477,7 +449,7 @@ def main(argv=None):
     try:
         run(args)
     except UsageError as e:
-        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
         return 2
     return 0
 
