@@ -1,6 +1,9 @@
-"""Installs keras-vae: the library (keras_vae), the trainer (training) and the exporter (export)."""
+"""Installs keras-vae: the library (keras_vae), the trainer (keras_vae.training, from training/) and
+the exporter (keras_vae.export, from export/)."""
 
 from setuptools import find_packages, setup
+
+SUBPACKAGES = ["keras_vae.training", "keras_vae.export"]
 
 setup(
     name="keras-vae",
@@ -8,7 +11,11 @@ setup(
     description="Variational autoencoders in Keras 3 with a TFP posterior, for TF Serving and LiteRT.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["keras_vae*", "training*", "export*"]),
+    # One installed name: the repository's top-level training/ and export/ (the layout the
+    # design card asks for) install as keras_vae.training and keras_vae.export, so they never
+    # shadow a user's own `training.py` or `export/`.
+    packages=[*find_packages(include=["keras_vae", "keras_vae.*"]), *SUBPACKAGES],
+    package_dir={name: name.split(".")[1] for name in SUBPACKAGES},
     python_requires=">=3.10",
     install_requires=[
         # The full wheel: tf-keras (needed by TFP) pins `tensorflow`, so tensorflow-cpu would put a
@@ -29,10 +36,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "keras-vae-train=training.cli:main",
-            "keras-vae-evaluate=training.evaluate:main",
-            "keras-vae-export=export.cli:main",
-            "keras-vae-sample=training.sample:main",
+            "keras-vae-train=keras_vae.training.cli:main",
+            "keras-vae-evaluate=keras_vae.training.evaluate:main",
+            "keras-vae-export=keras_vae.export.cli:main",
+            "keras-vae-sample=keras_vae.training.sample:main",
         ],
     },
 )

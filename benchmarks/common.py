@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.files import atomic_write_text
+from keras_vae.training.files import atomic_write_text
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -26,11 +26,10 @@ def load_digits(seed=0, num_test=297):
 
     The split is a fixed permutation (`seed`), so every benchmark sees the same held-out set.
     """
-    from sklearn.datasets import load_digits as sk_load_digits
+    from keras_vae.training.data import LOADERS
 
-    images = sk_load_digits().images.astype("float32") / 16.0
-    order = np.random.default_rng(seed).permutation(len(images))
-    images = images[order][..., None]
+    images = LOADERS["digits"]()["x"]
+    images = images[np.random.default_rng(seed).permutation(len(images))]
     return images[num_test:], images[:num_test]
 
 
@@ -40,7 +39,7 @@ def load_digits28():
     One definition of the set for the trainer, the tests and the benchmarks (it was a bilinear
     resize of the whole 8x8 image here before; the per-example cost is the same).
     """
-    from training.data import load_dataset
+    from keras_vae.training.data import load_dataset
 
     data = load_dataset("digits28")
     return data.x_train, data.x_test

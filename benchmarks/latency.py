@@ -49,7 +49,7 @@ def _dir_size(path):
 def export_model(model, out_dir, representative_data):
     """Exports through the `export` package; returns (paths, None) or (None, reason)."""
     try:
-        import export
+        from keras_vae import export
     except ImportError as e:
         return None, f"the export package is not importable ({e})"
     try:
@@ -157,7 +157,7 @@ def size_scaling(quick=False):
     Each file is split into constants (weights, biases) and the rest (the two signatures'
     graphs, the sampler's integer hash, names, metadata), which does not grow with the model.
     """
-    import export
+    from keras_vae import export
 
     rows = []
     cases = list(SIZE_CASES.items())[: 3 if quick else None]

@@ -23,12 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _tiny_export(folder):
     import keras
-    from sklearn.datasets import load_digits
 
-    import export
     import keras_vae
+    from keras_vae import export
+    from keras_vae.training.data import LOADERS
 
-    x = (load_digits().images / 16.0).astype("float32")[..., None]
+    x = LOADERS["digits"]()["x"]
     keras.utils.set_random_seed(0)
     model = keras_vae.build_vae((8, 8, 1), latent_dim=2, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))

@@ -114,7 +114,7 @@ def run(quick=False, mnist=None, plot_path=None):
     epochs = 3 if quick else 20
     if mnist:
         # Loaded (and checked) first, so a bad path fails before minutes of digits training.
-        from training.data import load_dataset
+        from keras_vae.training.data import load_dataset
 
         mnist_data = load_dataset(mnist)
     x_train, x_test = common.load_digits()

@@ -44,7 +44,7 @@ PARALLEL_JOBS = 2
 
 def load(spec, limit=None):
     """`training.data.load_dataset(spec)`: the one loader of the named sets and of MNIST."""
-    from training.data import load_dataset
+    from keras_vae.training.data import load_dataset
 
     return load_dataset(spec, limit=limit)
 
@@ -198,7 +198,7 @@ def _job_train(args):
     """As `keras-vae-train` trains: its data pipeline, batch 64, Adam, `--epochs` epochs."""
     import keras
 
-    from training.data import make_dataset, steps_per_epoch
+    from keras_vae.training.data import make_dataset, steps_per_epoch
 
     data = load(args.data)
     model = _job_model(args, data.x_train.shape[1:])
@@ -214,7 +214,7 @@ def _job_evaluate(args):
     The weights are untrained: the memory does not depend on their values. The peak is
     reached in the first chunk of decodes; more examples only take longer.
     """
-    from training.evaluate import evaluate
+    from keras_vae.training.evaluate import evaluate
 
     data = load(args.data)
     model = _job_model(args, data.x_test.shape[1:])
@@ -223,7 +223,7 @@ def _job_evaluate(args):
 
 def _job_export(args):
     """`export.export_all` as `keras-vae-train` calls it: SavedModel and float32 TFLite."""
-    import export
+    from keras_vae import export
 
     data = load(args.data)
     model = _job_model(args, data.x_train.shape[1:])
@@ -289,7 +289,7 @@ def memory_part(spec, label, quick):
 
 def evaluation_part(runs, quick):
     """Trains each run with `training.trainer.train` (no export); seconds of both phases."""
-    from training.trainer import train
+    from keras_vae.training.trainer import train
 
     rows = []
     # A smoke run trains only the 28x28 conv run, for one epoch of 128 examples.
@@ -588,7 +588,7 @@ def main(argv=None):
 
 def write(result, out_dir, echo=True):
     """Writes `real_size.json` and `real_size.md` to `out_dir` (and prints the tables)."""
-    from training.files import atomic_write_text
+    from keras_vae.training.files import atomic_write_text
 
     result.setdefault("machine", common.machine_info())
     text = (

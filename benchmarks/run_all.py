@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # `python benchmarks/run_all.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common, latency, memory, quality, real_size, throughput  # noqa: E402
-from training.files import atomic_write_text  # noqa: E402
+from keras_vae.training.files import atomic_write_text  # noqa: E402
 
 SECTIONS = ("throughput", "latency", "memory", "quality", "real_size")
 

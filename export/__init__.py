@@ -1,9 +1,10 @@
 """Trained VAE in, serving artefacts out: a SavedModel for TF Serving and TFLite for LiteRT.
 
-The submodules load TensorFlow; they are imported on first use, so `keras-vae-export --help`
-answers at once.
+Installed as `keras_vae.export` (the folder is the repository's top-level export/). The
+submodules are imported on first use.
 
 Example:
+>>> from keras_vae import export
 >>> paths = export.export_all(vae, "run/export", quantizations=("float32", "int8"),
 ...                           representative_data=x_train)
 >>> paths["saved_model"], paths["tflite_int8"]
@@ -25,12 +26,12 @@ TFLITE_DIR = "tflite"
 QUANTIZATION_NAMES = ("float32", "float16", "dynamic", "int8")
 
 _LAZY = {
-    "export_saved_model": "export.saved_model",
-    "read_metadata": "export.saved_model",
-    "check_model": "export.saved_model",
-    "export_tflite": "export.tflite",
-    "sidecar_path": "export.tflite",
-    "QUANTIZATIONS": "export.tflite",
+    "export_saved_model": "keras_vae.export.saved_model",
+    "read_metadata": "keras_vae.export.saved_model",
+    "check_model": "keras_vae.export.saved_model",
+    "export_tflite": "keras_vae.export.tflite",
+    "sidecar_path": "keras_vae.export.tflite",
+    "QUANTIZATIONS": "keras_vae.export.tflite",
 }
 _SUBMODULES = ("saved_model", "tflite", "cli")
 
@@ -39,8 +40,8 @@ def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBMODULES:
-        return importlib.import_module(f"export.{name}")
-    raise AttributeError(f"module 'export' has no attribute {name!r}")
+        return importlib.import_module(f"keras_vae.export.{name}")
+    raise AttributeError(f"module 'keras_vae.export' has no attribute {name!r}")
 
 
 def tflite_path(out_dir, name="vae", version=1, quantize="float32"):
@@ -195,8 +196,8 @@ def export_all(
     Returns:
         dict: `{"saved_model": path, "tflite_<quantization>": path, ...}`.
     """
-    from export.saved_model import check_model, export_saved_model
-    from export.tflite import check_quantization, export_tflite
+    from keras_vae.export.saved_model import check_model, export_saved_model
+    from keras_vae.export.tflite import check_quantization, export_tflite
 
     # Every argument is checked before the first file is written: a rejected export leaves
     # nothing behind, and its retry needs no --overwrite.

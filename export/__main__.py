@@ -1,7 +1,7 @@
-"""`python -m export` runs the `keras-vae-export` command."""
+"""`python -m keras_vae.export` runs the `keras-vae-export` command."""
 
 import sys
 
-from export.cli import main
+from keras_vae.export.cli import main
 
 sys.exit(main())

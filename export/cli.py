@@ -5,7 +5,7 @@ import os
 import sys
 import zipfile
 
-from export import (
+from keras_vae.export import (
     DEFAULT_IW_SAMPLES,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_SAMPLES,
@@ -101,14 +101,14 @@ def model_path(model_or_run_dir):
 def main(argv=None):
     args = _parser().parse_args(argv)
     # Imported after parsing: --help and flag errors answer without loading TensorFlow.
-    from training import console
+    from keras_vae.training import console
 
     console.start_tensorflow()
     import keras
     import tensorflow as tf
 
-    import export
     import keras_vae  # noqa: F401  (registers the VAE classes for load_model)
+    from keras_vae import export
 
     quantizations = args.quantize or (["float32"] if args.tflite else [])
     try:

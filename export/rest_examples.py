@@ -11,7 +11,7 @@ TensorFlow version; the keys, shapes and dtypes do not.
 
 Example:
     keras-vae-train --run-dir /tmp/rest-run
-    python -m export.rest_examples /tmp/rest-run --out docs/requests --doc docs/serving.md
+    python -m keras_vae.export.rest_examples /tmp/rest-run --out docs/requests --doc docs/serving.md
 """
 
 import argparse
@@ -122,7 +122,7 @@ def update_doc(doc_path, changes):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m export.rest_examples",
+        prog="python -m keras_vae.export.rest_examples",
         description="Answer docs/requests/*.request.json from a real export and write the "
         "*.response.json beside them (and, with --doc, inline in the Markdown).",
         epilog=__doc__[__doc__.index("Example:") :],
@@ -148,7 +148,7 @@ def main(argv=None):
     except FileNotFoundError as e:
         print(f"rest_examples: error: {e}", file=sys.stderr)
         return 2
-    from training import console
+    from keras_vae.training import console
 
     console.start_tensorflow()
     changes = write_rest_examples(path, args.out)

@@ -37,14 +37,14 @@ import keras
 import tensorflow as tf
 
 import keras_vae
-from export import (
+from keras_vae import estimators, rng
+from keras_vae.export import (
     DEFAULT_IW_SAMPLES,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_SAMPLES,
     METADATA_PATH,
     check_version,
 )
-from keras_vae import estimators, rng
 
 # log_likelihood draws its importance samples from this fixed seed: the same request gives the
 # same scores, which is what an anomaly threshold needs.

@@ -20,9 +20,9 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import keras_vae
-from export import QUANTIZATION_NAMES, check_representative_data
-from export.saved_model import read_metadata
-from training.console import quiet_native_logs
+from keras_vae.export import QUANTIZATION_NAMES, check_representative_data
+from keras_vae.export.saved_model import read_metadata
+from keras_vae.training.console import quiet_native_logs
 
 TFLITE_SIGNATURES = ("decode", "sample")
 # int8 calibration: the `sample` signature's own draws for these seeds, fed to `decode` too.

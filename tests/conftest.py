@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import keras_vae  # noqa: E402
-from training.data import LOADERS  # noqa: E402
+from keras_vae.training.data import LOADERS  # noqa: E402
 
 
 def named_data(name, read_only=False):

@@ -13,12 +13,12 @@ import tempfile
 
 import keras
 import numpy as np
-from sklearn.datasets import load_digits
 
-import export
 import keras_vae
-from export import rest_examples
-from export.rest_examples import compact_json, rest_predict  # noqa: F401  (for the tests)
+from keras_vae import export
+from keras_vae.export import rest_examples
+from keras_vae.export.rest_examples import compact_json, rest_predict  # noqa: F401  (for the tests)
+from keras_vae.training.data import LOADERS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REQUESTS_DIR = REPO / "docs" / "requests"
@@ -36,7 +36,7 @@ SIGNATURES = rest_examples.SIGNATURES
 @functools.cache
 def digits():
     """Digits as (N, 8, 8, 1) float32 in [0, 1], like training's default data."""
-    return (load_digits().images / 16.0).astype("float32")[..., None]
+    return LOADERS["digits"]()["x"]
 
 
 @functools.cache

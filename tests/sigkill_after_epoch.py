@@ -26,7 +26,7 @@ class SigkillAfterEpoch(keras.callbacks.Callback):
 
 
 def main(argv):
-    from training import cli, trainer
+    from keras_vae.training import cli, trainer
 
     epoch, args = int(argv[0]), argv[1:]
     # cli.main imports train from training.trainer when it runs: it gets this one.

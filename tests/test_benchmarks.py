@@ -60,6 +60,7 @@ def test_reference_recipe_trains_with_a_finite_falling_loss():
     assert iwae > elbo
 
 
+@pytest.mark.slow
 def test_tflite_file_parts_split_constants_from_the_graph():
     from export_helpers import tflite, vae
 
@@ -94,6 +95,7 @@ def _positive(value):
     return isinstance(value, (int, float)) and np.isfinite(value) and value > 0
 
 
+@pytest.mark.slow
 def test_real_size_quick_run_computes_every_figure(monkeypatch, tmp_path):
     from benchmarks import real_size
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from training import console
+from keras_vae.training import console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A user's environment: no TF_CPP_MIN_LOG_LEVEL (it did not hide these lines anyway).
@@ -84,24 +84,24 @@ def test_fit_verbosity_keeps_the_bar_for_a_terminal_only():
 def test_the_commands_print_results_and_errors_without_tensorflow_noise(tmp_path):
     run_dir = str(tmp_path / "run")
     # Export on: the TFLite converter runs too.
-    train = _run("training", "--epochs", "1", "--limit", "200", "--run-dir", run_dir)
+    train = _run("keras_vae.training", "--epochs", "1", "--limit", "200", "--run-dir", run_dir)
     assert train.returncode == 0, train.stderr
     assert train.stderr == "", train.stderr
     assert re.search(r"^\d+/\d+ - \d+s - .*loss: ", train.stdout, re.M), train.stdout
     assert "Held-out negative ELBO" in train.stdout
     assert os.path.isfile(os.path.join(run_dir, "export", "tflite", "vae-v1-float32.tflite"))
 
-    evaluate = _run("training.evaluate", run_dir, "--iwae-samples", "2")
+    evaluate = _run("keras_vae.training.evaluate", run_dir, "--iwae-samples", "2")
     assert evaluate.returncode == 0 and evaluate.stderr == "", evaluate.stderr
     assert "negative_elbo" in json.loads(evaluate.stdout[evaluate.stdout.index("{") :])
 
     # int8: the calibration prints "fully_quantize: ..." and XNNPACK's greeting.
     out = str(tmp_path / "export")
-    export = _run("export", run_dir, "--out", out, "--quantize", "float32", "int8")
+    export = _run("keras_vae.export", run_dir, "--out", out, "--quantize", "float32", "int8")
     assert export.returncode == 0 and export.stderr == "", export.stderr
     assert "tflite_int8: " in export.stdout
 
-    missing = _run("export", str(tmp_path / "nowhere"), "--out", out)
+    missing = _run("keras_vae.export", str(tmp_path / "nowhere"), "--out", out)
     assert missing.returncode == 2
     assert missing.stderr.startswith("keras-vae-export: error: No such model file")
     assert missing.stderr.count("\n") == 1, missing.stderr

@@ -30,10 +30,9 @@ from export_helpers import (
     vae,
 )
 
-import export
 import keras_vae
-from export import rest_examples
-from keras_vae import rng
+from keras_vae import export, rng
+from keras_vae.export import rest_examples
 
 # Runs in a fresh interpreter. Keras, TFP and this project are made unimportable before TF is
 # imported: `import tensorflow` itself imports keras.src.optimizers when Keras is installed (it
@@ -41,7 +40,7 @@ from keras_vae import rng
 NO_KERAS_SCRIPT = textwrap.dedent(
     """
     import sys
-    BLOCKED = ("keras", "tf_keras", "keras_vae", "tensorflow_probability", "export")
+    BLOCKED = ("keras", "tf_keras", "keras_vae", "tensorflow_probability")
     for name in BLOCKED:
         sys.modules[name] = None  # import raises ImportError, find_spec returns None
     import numpy as np
@@ -291,7 +290,7 @@ def test_versions_are_never_overwritten_silently(tmp_path):
 
 
 def test_exchange_swaps_two_folders_in_one_step(tmp_path):
-    from export import saved_model as saved_model_lib
+    from keras_vae.export import saved_model as saved_model_lib
 
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "marker").write_text("new")
@@ -335,13 +334,13 @@ def _tree(path):
 
 @pytest.mark.slow
 def test_killed_export_leaves_no_partial_version(tmp_path):
-    """`keras-vae-export` (as `python -m export`) is SIGKILLed while it writes version 2."""
+    """`keras-vae-export` (as `python -m keras_vae.export`) is SIGKILLed while it writes version 2."""
     base = tmp_path / "serving"
     v1 = copy_version(base, 1)
     before = _tree(v1)
     vae().save(tmp_path / "model.keras")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "export", str(tmp_path / "model.keras")]
+    command = [sys.executable, "-m", "keras_vae.export", str(tmp_path / "model.keras")]
     proc = subprocess.Popen(
         [*command, "--out", str(base), "--version", "2"],
         env=env,

@@ -12,8 +12,7 @@ from ai_edge_litert.interpreter import Interpreter
 from export_helpers import copy_version, digits, saved_model, serving_section, tflite, vae
 from tensorflow.lite.python import schema_py_generated as schema
 
-import export
-from keras_vae import rng
+from keras_vae import export, rng
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 

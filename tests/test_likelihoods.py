@@ -6,6 +6,7 @@ from scipy import stats
 
 import keras_vae
 from keras_vae import likelihoods
+from tests.contracts import assert_config_round_trip
 
 
 def test_bernoulli_log_prob_matches_binary_cross_entropy_and_tfp():
@@ -56,8 +57,8 @@ def test_unknown_likelihood_is_named():
 
 def test_config_round_trip():
     lik = likelihoods.Gaussian((2, 3), sigma=0.5, name="likelihood")
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(lik))
-    assert (clone.event_shape, clone.sigma) == ((2, 3), 0.5)
+    assert_config_round_trip(lik, event_shape=(2, 3), sigma=0.5)
+    assert_config_round_trip(likelihoods.Bernoulli(event_ndims=3), event_ndims=3)
 
 
 def test_learned_sigma_starts_below_the_spread_of_unit_scale_data():
@@ -70,8 +71,7 @@ def test_learned_sigma_starts_below_the_spread_of_unit_scale_data():
 
 def test_learned_sigma_config_round_trip_and_old_configs():
     lik = likelihoods.Gaussian((2, 3), sigma=None, name="likelihood")
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(lik))
-    assert (clone.event_shape, clone.sigma) == ((2, 3), None)
+    clone = assert_config_round_trip(lik, event_shape=(2, 3), sigma=None)
     assert [w.shape for w in clone.trainable_weights] == [(2, 3)]
     # A config written before INITIAL_SIGMA existed has the same keys: sigma None is learned.
     old = {"name": "likelihood", "trainable": True, "dtype": "float32", "event_shape": [2]}

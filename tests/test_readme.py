@@ -61,10 +61,10 @@ def _documented_commands():
 
 
 def test_every_documented_command_parses():
-    from export import cli as export_cli
-    from training import cli as train_cli
-    from training import evaluate, sample
-    from training.config import NAMED_DATA
+    from keras_vae.export import cli as export_cli
+    from keras_vae.training import cli as train_cli
+    from keras_vae.training import evaluate, sample
+    from keras_vae.training.config import NAMED_DATA
 
     parsers = {
         "keras-vae-train": train_cli.build_parser,

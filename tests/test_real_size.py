@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MAIN_JOB = """
 import json, sys
 from benchmarks.memory import peak_rss_mib
-from training.cli import main
+from keras_vae.training.cli import main
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "peak_mb": peak_rss_mib()}))
 """
@@ -106,7 +106,7 @@ import json, sys
 from benchmarks.memory import peak_rss_mib  # VmHWM: this process's own peak
 # As a TF Serving process: none of these can be imported (`import tensorflow` tries keras and
 # tolerates the ImportError).
-for name in ("keras", "tf_keras", "keras_vae", "tensorflow_probability", "export"):
+for name in ("keras", "tf_keras", "keras_vae", "tensorflow_probability"):
     sys.modules[name] = None
 import numpy as np
 import tensorflow as tf

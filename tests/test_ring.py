@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import keras_vae
+from keras_vae.training.data import load_dataset
 from tests.conftest import ring_points
-from training.data import load_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
@@ -33,7 +33,7 @@ def assert_on_the_ring(samples, x):
 @pytest.mark.slow
 def test_cli_ring_with_default_flags_samples_the_ring(tmp_path):
     run_dir = str(tmp_path / "ring")
-    command = [sys.executable, "-m", "training", "--data", "ring", "--run-dir", run_dir]
+    command = [sys.executable, "-m", "keras_vae.training", "--data", "ring", "--run-dir", run_dir]
     done = subprocess.run(
         # Training flags all default; export and the IWAE estimate only cost time here.
         [*command, "--no-export", "--iwae-samples", "20", "--verbose", "0"],

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from sklearn.datasets import load_digits
 
-import export
 import keras_vae
-from keras_vae import rng
-from training import sample
+from keras_vae import export, rng
+from keras_vae.training import sample
+from keras_vae.training.data import LOADERS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -25,7 +24,7 @@ def trained(tmp_path_factory):
     """A tiny MLP VAE trained one epoch on digits, saved as a run folder and exported."""
     root = tmp_path_factory.mktemp("sample")
     keras.utils.set_random_seed(0)
-    x = (load_digits().images[:256] / 16.0).astype("float32")[..., None]
+    x = LOADERS["digits"]()["x"][:256]
     vae = keras_vae.build_vae((8, 8, 1), latent_dim=2, hidden_units=(16,), seed=0)
     vae.compile(optimizer="adam")
     vae.fit(x, epochs=1, batch_size=64, verbose=0)
@@ -178,9 +177,10 @@ def test_vector_data_is_a_scatter(tmp_path):
         assert image.format == "PNG"
 
 
+@pytest.mark.slow
 def test_help_shows_examples_and_the_console_script():
     result = subprocess.run(
-        [sys.executable, "-m", "training.sample", "--help"],
+        [sys.executable, "-m", "keras_vae.training.sample", "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -188,4 +188,4 @@ def test_help_shows_examples_and_the_console_script():
     )
     assert result.returncode == 0, result.stderr
     assert "examples:" in result.stdout and "keras-vae-sample sample" in result.stdout
-    assert "keras-vae-sample=training.sample:main" in (REPO / "setup.py").read_text()
+    assert "keras-vae-sample=keras_vae.training.sample:main" in (REPO / "setup.py").read_text()

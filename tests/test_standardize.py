@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import export
 import keras_vae
-from keras_vae import objectives
+from keras_vae import export, objectives
 
 
 def _trained(binary_digits, standardize=True):

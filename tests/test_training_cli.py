@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import cli, evaluate, outputs, plots
-from training.config import TrainConfig, option
+from keras_vae.training import cli, evaluate, outputs, plots
+from keras_vae.training.config import TrainConfig, option
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
@@ -116,6 +116,7 @@ def test_evaluate_command_repeats_the_runs_numbers(digits_run, tmp_path, capsys)
     assert "shape" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resuming_with_a_different_config_is_refused(digits_run, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--latent-dim", "3", "--epochs", "3", "--run-dir", digits_run, *QUICK])
@@ -136,9 +137,10 @@ def test_fewer_epochs_than_the_run_has_trained_are_refused(digits_run, capsys):
     assert open(os.path.join(digits_run, "config.json")).read() == config_before
 
 
+@pytest.mark.slow
 def test_help_shows_examples():
     out = subprocess.run(
-        [sys.executable, "-m", "training", "--help"], capture_output=True, text=True, env=ENV,
+        [sys.executable, "-m", "keras_vae.training", "--help"], capture_output=True, text=True, env=ENV,
         check=True,
     ).stdout  # fmt: skip
     assert "examples:" in out and "keras-vae-train --data mnist.npz" in out

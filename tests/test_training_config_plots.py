@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import keras_vae
-from training import plots
-from training.config import ARCHS, LIKELIHOODS, ConfigError, TrainConfig, check_resumable
+from keras_vae.training import plots
+from keras_vae.training.config import ARCHS, LIKELIHOODS, ConfigError, TrainConfig, check_resumable
 
 
 def test_config_round_trips_through_json():
@@ -246,7 +246,7 @@ def test_the_run_folder_pictures_and_their_sizes(tmp_path):
     untrained model: every PNG is there, at the size its function gives."""
     import types
 
-    from training import callbacks, outputs
+    from keras_vae.training import callbacks, outputs
 
     vae = keras_vae.build_vae((8, 8, 1), latent_dim=2, hidden_units=(8,), seed=0)
     x = np.random.default_rng(0).uniform(size=(30, 8, 8, 1)).astype("float32")
@@ -282,7 +282,7 @@ def test_the_run_folder_pictures_and_their_sizes(tmp_path):
 
 @pytest.mark.parametrize("steps, expected", [(23, 23), (938, 14), (64, 32), (1, 1), (37 * 2, 2)])
 def test_steps_per_execution_divides_the_epoch(steps, expected):
-    from training.trainer import _steps_per_execution
+    from keras_vae.training.trainer import _steps_per_execution
 
     got = _steps_per_execution(steps)
     assert got == expected and steps % got == 0 and got <= 32

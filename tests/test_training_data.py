@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.config import NAMED_DATA, TrainConfig
-from training.data import LOADERS, DataError, load_dataset, make_dataset, read_idx, steps_per_epoch
+from keras_vae.training.config import NAMED_DATA, TrainConfig
+from keras_vae.training.data import (
+    LOADERS,
+    DataError,
+    load_dataset,
+    make_dataset,
+    read_idx,
+    steps_per_epoch,
+)
 
 
 def _images(n=20, h=6, w=5, seed=0):

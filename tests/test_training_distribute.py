@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import pytest
 
-from training.config import ConfigError
-from training.distribute import make_strategy, parse_devices, worker_role
+from keras_vae.training.config import ConfigError
+from keras_vae.training.distribute import make_strategy, parse_devices, worker_role
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
@@ -39,7 +39,7 @@ def _max_difference(path_a, path_b):
 MIRRORED_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from training.trainer import train
+    from keras_vae.training.trainer import train
     config = dict(data="digits", limit=192, epochs=1, batch_size=64, seed=3, export=False,
                   iwae_samples=1, verbose=0)
     # Mirrored first: it splits the CPU into two logical devices before TensorFlow starts.
@@ -83,14 +83,14 @@ def _free_ports(n):
 
 
 def _two_workers(run_dir, *flags):
-    """Runs `python -m training` as two MultiWorkerMirroredStrategy workers on localhost."""
+    """Runs `python -m keras_vae.training` as two MultiWorkerMirroredStrategy workers on localhost."""
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "training", "--strategy", "multi-worker", *TINY, *QUICK,
+                [sys.executable, "-m", "keras_vae.training", "--strategy", "multi-worker", *TINY, *QUICK,
                  *flags, "--run-dir", run_dir],
                 env={**ENV, "TF_CONFIG": json.dumps(tf_config)},
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from training.files import atomic_write, atomic_write_text
+from keras_vae.training.files import atomic_write, atomic_write_text
 
 
 def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):

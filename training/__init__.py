@@ -1,23 +1,24 @@
 """keras-vae training: data and flags in; a trained VAE, its pictures and numbers out.
 
-`train(config, run_dir)` is the Python entry that `keras-vae-train` wraps. Names are imported
-lazily so `keras-vae-train --help` and bad flags answer before TensorFlow loads.
+`train(config, run_dir)` is the Python entry that `keras-vae-train` wraps. Installed as
+`keras_vae.training` (the folder is the repository's top-level training/). Names are imported
+lazily: `keras-vae-train --help` and bad flags answer before the data and trainer modules load.
 
 Example:
->>> import training
+>>> from keras_vae import training
 >>> result = training.train({"data": "digits", "epochs": 5, "export": False}, "runs/digits")
 """
 
 _EXPORTS = {
-    "train": "training.trainer",
-    "TrainingDiverged": "training.trainer",
-    "TrainConfig": "training.config",
-    "ConfigError": "training.config",
-    "load_dataset": "training.data",
-    "make_dataset": "training.data",
-    "DataError": "training.data",
-    "evaluate": "training.evaluate",
-    "make_strategy": "training.distribute",
+    "train": "keras_vae.training.trainer",
+    "TrainingDiverged": "keras_vae.training.trainer",
+    "TrainConfig": "keras_vae.training.config",
+    "ConfigError": "keras_vae.training.config",
+    "load_dataset": "keras_vae.training.data",
+    "make_dataset": "keras_vae.training.data",
+    "DataError": "keras_vae.training.data",
+    "evaluate": "keras_vae.training.evaluate",
+    "make_strategy": "keras_vae.training.distribute",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -28,4 +29,4 @@ def __getattr__(name):
         import importlib
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'training' has no attribute {name!r}")
+    raise AttributeError(f"module 'keras_vae.training' has no attribute {name!r}")

@@ -1,7 +1,7 @@
-"""`python -m training` is `keras-vae-train`."""
+"""`python -m keras_vae.training` is `keras-vae-train`."""
 
 import sys
 
-from training.cli import main
+from keras_vae.training.cli import main
 
 sys.exit(main())

@@ -18,8 +18,8 @@ import time
 import keras
 import numpy as np
 
-from training import plots
-from training.files import atomic_write, atomic_write_text
+from keras_vae.training import plots
+from keras_vae.training.files import atomic_write, atomic_write_text
 
 BACKUP_WEIGHTS = "epoch_{:04d}.weights.h5"
 # loss_curve.png is redrawn during training at most this often (and always at the end).

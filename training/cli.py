@@ -1,4 +1,4 @@
-"""`keras-vae-train` (also `python -m training`): train a VAE from the command line.
+"""`keras-vae-train` (also `python -m keras_vae.training`): train a VAE from the command line.
 
 Every flag is checked before any work starts; a bad one exits with status 2 and one line that
 says what was wrong. Status 1 means training or export failed (e.g. the loss became NaN).
@@ -11,7 +11,7 @@ import os
 import sys
 import typing
 
-from training.config import GROUPS, ConfigError, TrainConfig
+from keras_vae.training.config import GROUPS, ConfigError, TrainConfig
 
 PROG = "keras-vae-train"
 EPILOG = """examples:
@@ -112,11 +112,11 @@ def main(argv=None):
         parser.exit(2, f"{PROG}: error: {e}\n")
     run_dir = args.run_dir or default_run_dir(config.data)
 
-    from training import console
+    from keras_vae.training import console
 
     console.start_tensorflow()
-    from training.data import DataError
-    from training.trainer import train
+    from keras_vae.training.data import DataError
+    from keras_vae.training.trainer import train
 
     try:
         train(config, run_dir)

@@ -17,7 +17,7 @@ import re
 
 import tensorflow as tf
 
-from training.config import ConfigError
+from keras_vae.training.config import ConfigError
 
 
 def parse_devices(devices):

@@ -97,7 +97,7 @@ def evaluate(
     import numpy as np
 
     from keras_vae import estimators, objectives
-    from training.progress import Progress
+    from keras_vae.training.progress import Progress
 
     budget = memory_budget or estimators.DEFAULT_MEMORY_BUDGET
     dims = int(np.prod(model.data_shape))
@@ -242,13 +242,13 @@ def main(argv=None):
         print("keras-vae-evaluate: error: --iwae-samples must be >= 0.", file=sys.stderr)
         return 2
 
-    from training import console
+    from keras_vae.training import console
 
     console.start_tensorflow()
     import keras
 
     import keras_vae  # noqa: F401 - registers the VAE for loading
-    from training.data import DataError, binarize_once, load_dataset
+    from keras_vae.training.data import DataError, binarize_once, load_dataset
 
     try:
         limit = args.limit if args.limit is not None else run_config.get("limit")
@@ -285,7 +285,7 @@ def main(argv=None):
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.json:
-        from training.files import atomic_write_text
+        from keras_vae.training.files import atomic_write_text
 
         atomic_write_text(args.json, text + "\n")
     return 0

@@ -5,13 +5,13 @@ layout)."""
 import json
 import os
 
-from training.files import atomic_write_text
+from keras_vae.training.files import atomic_write_text
 
 
 def untrained_metrics(model, x, seed, backup_dir, initial_epoch):
     """The held-out ELBO terms before training (no IWAE), computed once per run: a resumed run
     reads the numbers the first start saved to `backup_dir`/untrained.json."""
-    from training.evaluate import evaluate
+    from keras_vae.training.evaluate import evaluate
 
     path = os.path.join(backup_dir, "untrained.json")
     if initial_epoch > 0 and os.path.exists(path):
@@ -51,8 +51,8 @@ def write_chief_outputs(result, model, config, data, untrained, run_state):
 def _write_pictures(model, config, data, out_dir, history_path):
     """samples.png, reconstructions.png, loss_curve.png and kl_per_dimension.png, and for a 2-D
     latent latent_scatter.png and latent_manifold.png; returns name -> path."""
-    from training import callbacks as callbacks_lib
-    from training import plots
+    from keras_vae.training import callbacks as callbacks_lib
+    from keras_vae.training import plots
 
     history = callbacks_lib.read_history(history_path)
     last = int(history[-1]["epoch"]) if history else None
@@ -91,8 +91,8 @@ def _write_pictures(model, config, data, out_dir, history_path):
 def _write_metrics(model, config, data, untrained, run_state, out_dir):
     """Evaluates the held-out set (IWAE as `evaluation_plan` sizes it to the training) and
     writes metrics.json; returns `(metrics, epochs in history.csv)`."""
-    from training import callbacks as callbacks_lib
-    from training.evaluate import evaluate, evaluation_plan
+    from keras_vae.training import callbacks as callbacks_lib
+    from keras_vae.training.evaluate import evaluate, evaluation_plan
 
     x_train, x_eval = data.dataset.x_train, data.x_eval
     k, n = evaluation_plan(
@@ -120,7 +120,7 @@ def _export(model, out_dir, x_train):
     """The SavedModel and TFLite files under `out_dir`; a failure is a RuntimeError that says
     the rest of the run is in place."""
     try:
-        from export import export_all
+        from keras_vae.export import export_all
     except ImportError as e:
         raise RuntimeError(
             f"Export is on but the export package cannot be imported ({e}); pass --no-export."

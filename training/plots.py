@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from training.files import atomic_write
+from keras_vae.training.files import atomic_write
 
 DPI = 100
 PAD = 2  # image pixels of grey between the cells of a grid and around it

@@ -8,9 +8,9 @@ import json
 import os
 import typing
 
-from training import distribute
-from training.config import ConfigError, check_resumable, read_config
-from training.files import atomic_write_text
+from keras_vae.training import distribute
+from keras_vae.training.config import ConfigError, check_resumable, read_config
+from keras_vae.training.files import atomic_write_text
 
 
 class RunFolder(typing.NamedTuple):

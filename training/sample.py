@@ -22,8 +22,11 @@ import math
 import os
 import sys
 
-from export import DEFAULT_MAX_SAMPLES, METADATA_PATH  # light: no TensorFlow before --help
-from training.console import one_line
+from keras_vae.export import (
+    DEFAULT_MAX_SAMPLES,
+    METADATA_PATH,
+)  # light: no TensorFlow before --help
+from keras_vae.training.console import one_line
 
 PROG = "keras-vae-sample"
 MAX_EXAMPLES = DEFAULT_MAX_SAMPLES  # the same cap as the served sample signature
@@ -338,7 +341,7 @@ def picture(array, data_shape, title, inputs=None, one_row=False):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from training import plots
+    from keras_vae.training import plots
 
     n = len(array)
     images = len(data_shape) == 3 and data_shape[-1] in (1, 3)
@@ -382,7 +385,7 @@ def write_outputs(array, figure, paths):
     """Writes the array and the picture atomically; prints one line per file."""
     import numpy as np
 
-    from training.files import atomic_write
+    from keras_vae.training.files import atomic_write
 
     npy, png = paths
 
@@ -415,7 +418,7 @@ def run(args):
         flag = array_flag[args.mode]
         given = load_array(getattr(args, flag[2:]), flag)
 
-    from training import console
+    from keras_vae.training import console
 
     console.start_tensorflow()
     model = ExportedModel(path) if kind == "saved_model" else KerasModel(path)

@@ -26,8 +26,8 @@ import os
 import time
 import typing
 
-from training import console, distribute, outputs, run_folder
-from training.config import ConfigError, TrainConfig
+from keras_vae.training import console, distribute, outputs, run_folder
+from keras_vae.training.config import ConfigError, TrainConfig
 
 
 class TrainingDiverged(RuntimeError):
@@ -138,7 +138,7 @@ def _check_fit(config, dataset, likelihood, replicas):
 def _load_data(config, replicas):
     """Loads the data and checks it against `config` (`_check_fit`): DataError or ConfigError
     before any training. Under --binarize the held-out set is binarized once, with the seed."""
-    from training.data import binarize_once, load_dataset, steps_per_epoch
+    from keras_vae.training.data import binarize_once, load_dataset, steps_per_epoch
 
     dataset = load_dataset(
         config.data, test_split=config.test_split, seed=config.seed, limit=config.limit
@@ -177,7 +177,7 @@ def _build_model(config, data, strategy, backup_dir):
     import keras
 
     import keras_vae
-    from training import callbacks as callbacks_lib
+    from keras_vae.training import callbacks as callbacks_lib
 
     with strategy.scope():
         # The data order and the noise have their own seeds, so this is all the global seed
@@ -210,7 +210,7 @@ def _make_callbacks(config, folder, data, initial_epoch):
     import keras
 
     import keras_vae
-    from training import callbacks as callbacks_lib
+    from keras_vae.training import callbacks as callbacks_lib
 
     run_state = callbacks_lib.RunState(folder.out_dir, folder.backup_dir, initial_epoch)
     guard = callbacks_lib.FiniteGuard()
@@ -242,7 +242,7 @@ def _start_line(config, data, replicas, out_dir, initial_epoch):
 def _fit(model, config, data, initial_epoch, fit_callbacks):
     """Trains epochs `initial_epoch`..`config.epochs - 1` (none when the run is finished) on the
     epoch-seeded stream that starts at `initial_epoch`; returns the seconds it took."""
-    from training.data import make_dataset
+    from keras_vae.training.data import make_dataset
 
     x_train, batch_size, drop = data.dataset.x_train, config.batch_size, data.drop_remainder
     val_ds = None
@@ -288,7 +288,7 @@ def _check_finite(guard, run_state, config):
 def _save_model(model, folder, run_state):
     """Writes model.keras (atomically, finite weights only); returns the files every worker has
     written, name -> path."""
-    from training import callbacks as callbacks_lib
+    from keras_vae.training import callbacks as callbacks_lib
 
     model_path = os.path.join(folder.out_dir, "model.keras")
     callbacks_lib.save_model(model, model_path)

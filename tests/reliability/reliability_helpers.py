@@ -28,9 +28,9 @@ MAX_SAMPLES = 64
 @functools.cache
 def digits():
     """Digits as (N, 8, 8, 1) float32 in [0, 1]."""
-    from sklearn.datasets import load_digits
+    from keras_vae.training.data import LOADERS
 
-    return (load_digits().images / 16.0).astype("float32")[..., None]
+    return LOADERS["digits"]()["x"]
 
 
 @functools.cache
@@ -57,7 +57,7 @@ def temp_dir(prefix):
 @functools.cache
 def saved_model_dir():
     """The tiny VAE exported as `BASE/vae/1` with `max_samples=MAX_SAMPLES`."""
-    import export
+    from keras_vae import export
 
     base = temp_dir("export")
     return export.export_saved_model(
@@ -76,7 +76,7 @@ def loaded_saved_model():
 @functools.cache
 def tflite_path():
     """The float32 `.tflite` (decode and sample) converted from the SavedModel."""
-    import export
+    from keras_vae import export
 
     out = os.path.join(temp_dir("tflite"), "vae.tflite")
     return export.export_tflite(saved_model_dir(), out, quantize="float32")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import keras_vae
-from training.data import DataError, load_dataset
+from keras_vae.training.data import DataError, load_dataset
 
 FUZZ = hypothesis.settings(
     max_examples=25,
@@ -339,7 +339,7 @@ def test_a_header_claiming_a_huge_array_is_an_error_without_allocating_it(tmp_pa
 
 
 def test_cli_reports_bad_data_on_one_line_with_status_2(tmp_path, capsys):
-    from training import cli
+    from keras_vae.training import cli
 
     path = write(tmp_path, "data.npz", npz_bytes(x_train=IMAGES, x_test=IMAGES[:2])[:300])
     with pytest.raises(SystemExit) as info:

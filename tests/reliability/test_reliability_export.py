@@ -13,7 +13,7 @@ import pytest
 import reliability_helpers as helpers
 import tensorflow as tf
 
-import export
+from keras_vae import export
 
 SAVED_MODEL_FILES = ("saved_model.pb", "variables/variables.index", "assets.extra/keras_vae.json")
 
@@ -85,7 +85,7 @@ def test_killed_export_leaves_earlier_versions_and_the_highest_version_complete(
     # folder that is not a complete SavedModel.
     with VersionWatcher(str(model_dir)) as watcher:
         process = helpers.start_python(
-            ["-m", "export", str(model_path), "--out", str(base), "--version", "2"]
+            ["-m", "keras_vae.export", str(model_path), "--out", str(base), "--version", "2"]
         )
         midway, _, output = helpers.sigkill_when(process, temp_with_variables, 240, interval=0.002)
     assert midway, output[-3000:]
@@ -149,7 +149,7 @@ def test_full_disk_tflite_export_keeps_the_earlier_file(tmp_path):
 
 
 def test_export_cli_reports_an_unwritable_output_folder_on_one_line(tmp_path, capsys):
-    from export import cli
+    from keras_vae.export import cli
 
     model_path = tmp_path / "model.keras"
     helpers.tiny_vae().save(model_path)
@@ -163,7 +163,7 @@ def test_export_cli_reports_an_unwritable_output_folder_on_one_line(tmp_path, ca
 
 
 def test_export_cli_reports_a_corrupt_model_file_on_one_line(tmp_path, capsys):
-    from export import cli
+    from keras_vae.export import cli
 
     model_path = tmp_path / "model.keras"
     helpers.tiny_vae().save(model_path)

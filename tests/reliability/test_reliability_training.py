@@ -47,7 +47,7 @@ def assert_finite_model(path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A finished one-epoch run on 200 digits; tests copy it and resume it for more epochs."""
-    import training
+    from keras_vae import training
 
     run_dir = tmp_path_factory.mktemp("finished") / "run"
     training.train({**FAST, "epochs": 1}, run_dir)
@@ -63,7 +63,7 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_without_lost_or_doubled
     run_dir = tmp_path / "run"
     epochs = 4
     command = [
-        "-m", "training", "--data", "digits", "--limit", "300", "--epochs", str(epochs),
+        "-m", "keras_vae.training", "--data", "digits", "--limit", "300", "--epochs", str(epochs),
         "--latent-dim", "3", "--no-export", "--iwae-samples", "2", "--verbose", "2",
         "--run-dir", str(run_dir),
     ]  # fmt: skip
@@ -101,7 +101,7 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_without_lost_or_doubled
 
 @pytest.mark.slow
 def test_nan_loss_stops_the_run_with_a_clear_message_and_no_nan_model(tmp_path, capsys):
-    from training import cli
+    from keras_vae.training import cli
 
     run_dir = tmp_path / "run"
     argv = [
@@ -136,7 +136,7 @@ class _AbsurdLearningRateAt(keras.callbacks.Callback):
 def test_nan_mid_run_keeps_the_last_good_model_and_backup(tmp_path):
     # The run's own callbacks (RunState, FiniteGuard) in a real fit; the loss turns NaN in
     # epoch 2 because the learning rate becomes absurd there.
-    from training import callbacks
+    from keras_vae.training import callbacks
 
     keras.utils.set_random_seed(0)
     vae = keras_vae.build_vae((8, 8, 1), latent_dim=2, hidden_units=(16,), seed=0)
@@ -170,7 +170,7 @@ def test_nan_mid_run_keeps_the_last_good_model_and_backup(tmp_path):
 
 
 def test_run_folder_that_cannot_be_created_gives_a_clear_error(tmp_path, capsys):
-    from training import cli
+    from keras_vae.training import cli
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -183,8 +183,9 @@ def test_run_folder_that_cannot_be_created_gives_a_clear_error(tmp_path, capsys)
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_resuming_with_other_settings_is_refused_and_keeps_the_run(finished_run, tmp_path):
-    import training
+    from keras_vae import training
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
@@ -206,7 +207,7 @@ def read_only(folder):
 
 
 def test_read_only_run_folder_gives_a_clear_error_and_keeps_the_run(finished_run, tmp_path):
-    import training
+    from keras_vae import training
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
@@ -235,7 +236,7 @@ def _chmod_read_only(folder):
 def test_full_disk_mid_training_gives_a_clear_error_keeps_the_run_and_resumes(
     finished_run, tmp_path
 ):
-    import training
+    from keras_vae import training
 
     with helpers.scratch_disk(tmp_path) as disk:
         run_dir = disk / "run"
@@ -271,8 +272,8 @@ class _Crash(BaseException):
 
 @pytest.mark.slow
 def test_backup_weights_and_state_always_describe_the_same_epoch(tmp_path, monkeypatch):
-    import training
-    from training import callbacks
+    from keras_vae import training
+    from keras_vae.training import callbacks
 
     real, seen = callbacks.atomic_write_text, []
 

@@ -55,7 +55,7 @@ def test_keras_file_with_lambda_layer_is_refused_in_safe_mode(lambda_model_path)
 
 
 def test_export_cli_refuses_a_keras_file_with_code(lambda_model_path, tmp_path, capsys):
-    from export import cli
+    from keras_vae.export import cli
 
     code = cli.main([str(lambda_model_path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
@@ -65,7 +65,7 @@ def test_export_cli_refuses_a_keras_file_with_code(lambda_model_path, tmp_path, 
 
 
 def test_evaluate_cli_refuses_a_keras_file_with_code(lambda_model_path, capsys):
-    from training import evaluate
+    from keras_vae.training import evaluate
 
     code = evaluate.main([str(lambda_model_path), "--data", "ring"])
     assert code != 0
