@@ -155,9 +155,14 @@ def _checked(tensor, name, spec, max_batch):
     )
     with tf.control_dependencies([check, capped]):
         checked = tf.identity(tensor)
-    # The converter drops assertions; this reshape keeps TFLite from silently reading a [B, 3]
-    # tensor as [3B/2, 2] (its fully connected kernel flattens its input).
-    return tf.reshape(checked, tf.concat([got[:1], want], 0))
+    # The converter drops assertions, so in TFLite this reshape is the check: its target has
+    # one row more than the tensor holds unless the shape is right and the batch within
+    # max_batch, so LiteRT refuses the request (a RuntimeError from RESHAPE) before any
+    # activation is allocated, instead of reading a [B, 3] or [B, 2, 1] tensor as [3B/2, 2] or
+    # [B, 2], or decoding a million latents until the process is killed. In TF the asserts
+    # above have already refused such a request with their message.
+    rows = tf.where(tf.logical_and(ok, batch <= max_batch), batch, batch + 1)
+    return tf.reshape(checked, tf.concat([tf.reshape(rows, [1]), want], 0))
 
 
 def build_archive(

@@ -200,6 +200,8 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
         "output_shape": [-1, *data_shape],
         "likelihood": meta["likelihood"],
         "max_samples": meta["max_samples"],
+        # decode refuses more latents per call (older exports had no cap: null).
+        "max_batch": meta.get("max_batch"),
         "size_bytes": len(content),
         "signatures": {
             "decode": {

@@ -185,7 +185,24 @@ def test_wrong_latent_shape_fails():
     # Without the export's reshape, TFLite would read [4, 3] as [6, 2] and answer 6 images.
     with pytest.raises(RuntimeError, match="RESHAPE"):
         decode(z=np.zeros((4, 3), np.float32))
+    # A rank-3 z once passed as [4, 2] (same element count): refused now.
+    with pytest.raises(RuntimeError, match="RESHAPE"):
+        decode(z=np.zeros((4, 2, 1), np.float32))
     assert decode(z=np.zeros((5, 2), np.float32))["x"].shape == (5, 8, 8, 1)
+
+
+def test_decode_refuses_more_than_max_batch_latents():
+    # LiteRT has no assertions: a million latents were decoded until the process passed 12 GB.
+    # The reshape that checks the shape also refuses batches above the cap, before the decoder
+    # allocates anything; the cap is the SavedModel's, recorded in the sidecar.
+    with open(export.sidecar_path(tflite("float32"))) as f:
+        assert json.load(f)["max_batch"] == export.DEFAULT_MAX_BATCH
+    decode = _runner("float32", "decode")
+    cap = export.DEFAULT_MAX_BATCH
+    assert decode(z=np.zeros((cap, 2), np.float32))["x"].shape == (cap, 8, 8, 1)
+    for rows in (cap + 1, 10**6):
+        with pytest.raises(RuntimeError, match="RESHAPE"):
+            decode(z=np.zeros((rows, 2), np.float32))
 
 
 def test_bad_arguments_fail_clearly(tmp_path):

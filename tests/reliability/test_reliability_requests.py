@@ -22,6 +22,8 @@ import pytest
 import reliability_helpers as helpers
 import tensorflow as tf
 
+from keras_vae.export import DEFAULT_MAX_BATCH
+
 InvalidArgument = tf.errors.InvalidArgumentError
 
 
@@ -175,3 +177,18 @@ def test_tflite_sample_count_out_of_range_neither_crashes_nor_exceeds_the_cap(co
         assert 0 <= answer["rows"] <= helpers.MAX_SAMPLES, answer
     else:
         assert "num_samples" in answer["error"], answer
+
+
+@pytest.mark.parametrize("shape", [(DEFAULT_MAX_BATCH + 1, 2), (10**6, 2), (4, 2, 1), (4, 3)])
+def test_tflite_decode_refuses_a_batch_above_the_cap_or_a_wrong_shape(shape):
+    # No assertion op in LiteRT: the export's reshape refuses these before the decoder runs
+    # (a million latents were once decoded until the process passed 12 GB).
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = helpers.tflite_path()
+    with open(path.replace(".tflite", ".json"), encoding="utf-8") as f:
+        assert json.load(f)["max_batch"] == DEFAULT_MAX_BATCH
+    decode = Interpreter(model_path=path).get_signature_runner("decode")
+    with pytest.raises(RuntimeError, match="RESHAPE"):
+        decode(z=np.zeros(shape, np.float32))
+    assert decode(z=np.zeros((DEFAULT_MAX_BATCH, 2), np.float32))["x"].shape[0] == DEFAULT_MAX_BATCH
