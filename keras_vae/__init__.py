@@ -1,6 +1,12 @@
 """keras-vae: variational autoencoders in Keras 3 with a TFP posterior."""
 
-import keras
+from keras_vae import quiet
+
+# In keras-vae's own commands TensorFlow starts quietly (its native start-up lines are not
+# theirs to print); everywhere else this does nothing.
+quiet.start_tensorflow_for_commands()
+
+import keras  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
@@ -9,17 +15,20 @@ if keras.backend.backend() != "tensorflow":
     )
 
 from keras_vae import objectives  # noqa: E402
-from keras_vae.likelihoods import Bernoulli, Gaussian  # noqa: E402
+from keras_vae.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian  # noqa: E402
 from keras_vae.networks import build_conv, build_mlp  # noqa: E402
 from keras_vae.standardize import LatentFrame, StandardizeLatents, standardize_latents  # noqa: E402
 from keras_vae.vae import VAE, build_vae  # noqa: E402
+from keras_vae.warmup import KLWarmup  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
     "Bernoulli",
+    "ContinuousBernoulli",
     "Gaussian",
+    "KLWarmup",
     "LatentFrame",
     "StandardizeLatents",
     "build_conv",

@@ -57,6 +57,28 @@ def check_networks(encoder, decoder):
     return latent_dim
 
 
+def check_objective(beta, free_bits, objective, k, objectives):
+    """Checks the VAE's objective arguments; raises ValueError naming the bad one."""
+    for name, value in (("beta", beta), ("free_bits", free_bits)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0; received {name}={value!r}.")
+    if objective not in objectives:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {list(objectives)}.")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an integer >= 1; received k={k!r}.")
+    if objective == "elbo" and k != 1:
+        raise ValueError(
+            f"k (importance samples) applies to objective='iwae'; received k={k} with "
+            "objective='elbo'. Pass objective='iwae', or leave k at 1."
+        )
+    if objective == "iwae" and (beta != 1 or free_bits):
+        raise ValueError(
+            "objective='iwae' is a bound on log P(X) only with beta=1 and no free bits; received "
+            f"beta={beta!r}, free_bits={free_bits!r}. Use objective='elbo' for a beta-VAE or "
+            "free bits."
+        )
+
+
 def expected_shape(data_shape):
     return f"(batch, {', '.join(map(str, data_shape))})"
 

@@ -23,13 +23,25 @@ def _check_common(input_shape, latent_dim):
     return input_shape
 
 
-def build_mlp(input_shape, latent_dim, hidden_units=(256, 128)):
+def _check_activation(activation):
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"Unknown activation {activation!r}; expected a Keras activation name such as "
+            "'relu', 'elu', 'gelu', 'silu', 'tanh' or 'softplus'."
+        ) from None
+    return activation
+
+
+def build_mlp(input_shape, latent_dim, hidden_units=(256, 128), activation="relu"):
     """A fully connected encoder/decoder pair for examples of any shape (flattened inside).
 
     Args:
         input_shape: tuple of ints. Shape of one example, e.g. `(64,)` or `(8, 8, 1)`.
         latent_dim: int. Size of z.
         hidden_units: tuple of ints. Encoder layer widths; the decoder mirrors them.
+        activation: str. The hidden layers' activation (a Keras name).
 
     Returns:
         `(encoder, decoder)`, two functional `keras.Model`s.
@@ -39,16 +51,17 @@ def build_mlp(input_shape, latent_dim, hidden_units=(256, 128)):
     """
     input_shape = _check_common(input_shape, latent_dim)
     hidden_units = tuple(int(u) for u in hidden_units)
+    activation = _check_activation(activation)
     x = inputs = keras.Input(input_shape, name="x")
     if len(input_shape) > 1:
         x = keras.layers.Flatten()(x)
     for units in hidden_units:
-        x = keras.layers.Dense(units, activation="relu")(x)
+        x = keras.layers.Dense(units, activation=activation)(x)
     encoder = keras.Model(inputs, keras.layers.Dense(2 * latent_dim)(x), name="encoder")
 
     h = z = keras.Input((latent_dim,), name="z")
     for units in reversed(hidden_units):
-        h = keras.layers.Dense(units, activation="relu")(h)
+        h = keras.layers.Dense(units, activation=activation)(h)
     h = keras.layers.Dense(math.prod(input_shape))(h)
     if len(input_shape) > 1:
         h = keras.layers.Reshape(input_shape)(h)
@@ -56,7 +69,7 @@ def build_mlp(input_shape, latent_dim, hidden_units=(256, 128)):
     return encoder, decoder
 
 
-def build_conv(input_shape, latent_dim, filters=(32, 64), dense_units=16):
+def build_conv(input_shape, latent_dim, filters=(32, 64), dense_units=16, activation="relu"):
     """A convolutional encoder/decoder pair for images `(H, W, C)` of any size.
 
     The stack of the official Keras VAE example: stride-2 3x3 convolutions down, a dense
@@ -68,6 +81,7 @@ def build_conv(input_shape, latent_dim, filters=(32, 64), dense_units=16):
         latent_dim: int. Size of z.
         filters: tuple of ints. Channels of each stride-2 convolution.
         dense_units: int. Width of the dense layer before the posterior parameters.
+        activation: str. The hidden layers' activation (a Keras name).
 
     Returns:
         `(encoder, decoder)`, two functional `keras.Model`s.
@@ -81,21 +95,22 @@ def build_conv(input_shape, latent_dim, filters=(32, 64), dense_units=16):
             f"The conv networks take images of shape (H, W, C); received input_shape={input_shape}. "
             "Add a channel axis, or use arch='mlp' for flat vectors."
         )
+    activation = _check_activation(activation)
     height, width, channels = input_shape
     x = inputs = keras.Input(input_shape, name="x")
     for f in filters:
-        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation=activation)(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(dense_units, activation="relu")(x)
+    x = keras.layers.Dense(dense_units, activation=activation)(x)
     encoder = keras.Model(inputs, keras.layers.Dense(2 * latent_dim)(x), name="encoder")
 
     factor = 2 ** len(filters)
     low_h, low_w = math.ceil(height / factor), math.ceil(width / factor)
     h = z = keras.Input((latent_dim,), name="z")
-    h = keras.layers.Dense(low_h * low_w * filters[-1], activation="relu")(h)
+    h = keras.layers.Dense(low_h * low_w * filters[-1], activation=activation)(h)
     h = keras.layers.Reshape((low_h, low_w, filters[-1]))(h)
     for f in reversed(filters):
-        h = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")(h)
+        h = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation=activation)(h)
     h = keras.layers.Conv2DTranspose(channels, 3, padding="same")(h)
     extra_h, extra_w = low_h * factor - height, low_w * factor - width
     if extra_h or extra_w:

@@ -18,6 +18,10 @@ from keras_vae import likelihoods as likelihoods_lib
 
 tfd = tfp.distributions
 
+# What `VAE(objective=...)` minimizes: the negative ELBO, or the negative importance-weighted bound
+# with `k` samples per example.
+OBJECTIVES = ("elbo", "iwae")
+
 # softplus(raw) can underflow to 0 for very negative encoder outputs; log(0) in the KL and in
 # log Q(z|X) would then be -inf. The floor keeps every posterior a proper, finite Gaussian.
 MIN_POSTERIOR_SCALE = 1e-4
@@ -64,15 +68,23 @@ class VAE(keras.Model):
             then an unconstrained scale).
         decoder: keras.Model. Maps `[B, latent_dim]` to `[B, *data_shape]`, the parameters of
             P(X|z): logits for "bernoulli", the mean for "gaussian".
-        likelihood: str. "bernoulli" (pixels in [0, 1]) or "gaussian".
+        likelihood: str. "bernoulli" (binary pixels), "continuous_bernoulli" (grey pixels in
+            [0, 1]) or "gaussian" (real values).
         sigma: float, "learned" or None. The Gaussian likelihood's standard deviation;
             "learned" (or None, the same; the config stores None) learns one per data dimension.
             Ignored for "bernoulli".
-        beta: float. Weight of the KL term (1 gives the ELBO; other values a beta-VAE).
+        beta: float. Weight of the KL term (1 gives the ELBO; other values a beta-VAE). The
+            weight in use is `kl_weight`, a variable that `keras_vae.KLWarmup` ramps up to beta.
         seed: int or None. Seeds the model's own random draws (posterior samples in training).
         standardize_latents: bool. Keep a `LatentFrame` that `keras_vae.StandardizeLatents`
             (a callback) moves after each epoch so the codes match P(z) = N(0, I): an exact
             change of coordinates that lowers the KL and keeps prior samples on the data.
+        free_bits: float. Free bits (Kingma et al. 2016), nats per latent dimension: each
+            dimension's batch-mean KL counts at least this much in the objective
+            (`objectives.free_bits_kl`); 0 turns it off. `kl_loss` stays the true KL.
+        objective: str. "elbo" (the negative ELBO) or "iwae" (the negative importance-weighted
+            bound with `k` samples per example, Burda et al. 2015; beta 1, no free bits).
+        k: int. Importance samples per example for objective "iwae"; k = 1 is the ELBO.
 
     Example:
     >>> encoder, decoder = keras_vae.build_mlp((64,), latent_dim=2)
@@ -91,16 +103,13 @@ class VAE(keras.Model):
         beta=1.0,
         seed=None,
         standardize_latents=True,
+        free_bits=0.0,
+        objective="elbo",
+        k=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if likelihood not in likelihoods_lib.LIKELIHOODS:
-            raise ValueError(
-                f"Unknown likelihood {likelihood!r}; expected one of "
-                f"{sorted(likelihoods_lib.LIKELIHOODS)}."
-            )
-        if not beta >= 0:
-            raise ValueError(f"beta must be a number >= 0; received beta={beta!r}.")
+        checks.check_objective(beta, free_bits, objective, k, OBJECTIVES)
         self.encoder = encoder
         self.decoder = decoder
         self.latent_dim = checks.check_networks(encoder, decoder)
@@ -109,7 +118,14 @@ class VAE(keras.Model):
         # "learned" is stored as None, the spelling saved configs have always used.
         self.sigma = None if isinstance(sigma, str) and sigma == likelihoods_lib.LEARNED else sigma
         self.beta = float(beta)
+        self.free_bits = float(free_bits)
+        self.objective = objective
+        self.k = int(k)
         self.seed = seed
+        # Read by the compiled step, so a schedule (KLWarmup) can move it during `fit`. A plain
+        # tf.Variable, outside Keras' weights: the .keras file keeps its format (files saved
+        # before it existed load), and a loaded model starts at beta.
+        self.kl_weight = tf.Variable(self.beta, trainable=False, dtype="float32", name="kl_weight")
         self.likelihood = likelihoods_lib.make_likelihood(likelihood, self.data_shape, sigma)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.standardize_latents = bool(standardize_latents)
@@ -118,6 +134,10 @@ class VAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        # The bound a model trained on the IWAE objective reports, beside its loss: named with K.
+        self.bound_tracker = None
+        if self.objective == "iwae":
+            self.bound_tracker = keras.metrics.Mean(name=f"negative_iwae_k{self.k}")
         self.built = True
 
     # ----------------------------------------------------------------------------------------
@@ -174,8 +194,9 @@ class VAE(keras.Model):
         """Q(z|X) for a batch `x`, as a `tfd.MultivariateNormalDiag` with batch shape `[B]`."""
         return self.posterior_from_encoding(self.encoder(self._check_inputs(x)))
 
-    def _posterior_noise(self, batch_size):
-        """Standard normal noise `[batch_size, latent_dim]` for the reparameterization trick.
+    def _posterior_noise(self, batch_size, num_samples=None):
+        """Standard normal noise `[batch_size, latent_dim]` for the reparameterization trick, or
+        `[num_samples, batch_size, latent_dim]` with `num_samples`.
 
         Under tf.distribute every replica draws the noise of the whole global batch from the same
         seed state and keeps its own slice, so N replicas see exactly the noise one device would:
@@ -183,34 +204,52 @@ class VAE(keras.Model):
         """
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        lead = () if num_samples is None else (num_samples,)
         if replicas == 1:
             return keras.random.normal(
-                (batch_size, self.latent_dim), seed=self.seed_generator, dtype="float32"
+                (*lead, batch_size, self.latent_dim), seed=self.seed_generator, dtype="float32"
             )
         noise = keras.random.normal(
-            (batch_size * replicas, self.latent_dim), seed=self.seed_generator, dtype="float32"
+            (*lead, batch_size * replicas, self.latent_dim),
+            seed=self.seed_generator,
+            dtype="float32",
         )
         start = ctx.replica_id_in_sync_group * batch_size
-        return noise[start : start + batch_size]
+        return noise[..., start : start + batch_size, :]
 
-    def call(self, inputs, training=None, sample_posterior=None, return_all=False):
-        """Adds beta * KL(Q(z|X) || P(z)) with `add_loss` and decodes z.
+    def call(
+        self, inputs, training=None, sample_posterior=None, return_all=False, num_samples=None
+    ):
+        """Adds kl_weight * KL(Q(z|X) || P(z)) with `add_loss` (with free bits, their floor of
+        each dimension's batch mean) and decodes z.
 
         z is a reparameterized sample from Q(z|X) when `sample_posterior` (default: `training`),
-        otherwise the posterior mean. Returns the mean of P(X|z), or with `return_all` a dict
-        with `params` (the decoder's output), `z`, `kl` (per example) and the `posterior`'s
-        `loc` and `scale`.
+        otherwise the posterior mean; with `num_samples`, that many samples per example
+        (`[num_samples, B, latent_dim]`, decoded to `[num_samples, B, ...]`). Returns the mean of
+        P(X|z), or with `return_all` a dict with `params` (the decoder's output), `z`, `kl` (per
+        example) and the `posterior`'s `loc` and `scale`.
         """
         if sample_posterior is None:
             sample_posterior = bool(training)
         posterior = self.posterior(inputs)
-        kl = objectives.kl_to_standard_normal(posterior)
-        self.add_loss(self.beta * tf.reduce_mean(kl))
+        kl_per_dim = objectives.kl_per_dimension(posterior)
+        kl = tf.reduce_sum(kl_per_dim, axis=-1)
+        if self.free_bits > 0:
+            kl_term = objectives.free_bits_kl(kl_per_dim, self.free_bits)
+        else:
+            kl_term = tf.reduce_mean(kl)
+        self.add_loss(self.kl_weight * kl_term)
         if sample_posterior:
-            z = objectives.reparameterize(posterior, self._posterior_noise(tf.shape(kl)[0]))
+            eps = self._posterior_noise(tf.shape(kl)[0], num_samples)
+            z = objectives.reparameterize(posterior, eps)
         else:
             z = posterior.mean()
-        params = self.decoder_params(z, training=training)
+        if num_samples is not None and sample_posterior:
+            flat = self.decoder_params(tf.reshape(z, [-1, self.latent_dim]), training=training)
+            shape = tf.concat([tf.shape(z)[:2], tf.shape(flat)[1:]], axis=0)
+            params = tf.reshape(flat, shape)
+        else:
+            params = self.decoder_params(z, training=training)
         if return_all:
             return {
                 "params": params,
@@ -226,27 +265,46 @@ class VAE(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+        trackers = [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+        return trackers + ([self.bound_tracker] if self.bound_tracker is not None else [])
 
     def _objective(self, data, training):
+        """The step's objective (a scalar) and, per example, the term added to the KL in it
+        (-log P(X|z), or `objectives.iwae_reconstruction_term`), -log P(X|z) and the true KL."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if tf.is_tensor(x) and (x.shape.rank is None or None in checks.static_shape(x.shape)[1:]):
             # log P(X|z) below needs x's static shape as much as the networks do.
             x = checks.check_dynamic_shape(x, self.data_shape)
-        out = self(x, training=training, sample_posterior=True, return_all=True)
-        reconstruction = -self.likelihood.log_prob(
-            tf.cast(x, "float32"), tf.cast(out["params"], "float32")
-        )
-        # self.losses holds beta * mean KL from call, plus any regularizers of the networks.
-        objective = tf.reduce_mean(reconstruction) + tf.add_n(self.losses)
-        return objective, reconstruction, out["kl"]
+        iwae = self.objective == "iwae"
+        out = self(
+            x, training=training, sample_posterior=True, return_all=True,
+            num_samples=self.k if iwae else None,
+        )  # fmt: skip
+        x = tf.cast(x, "float32")
+        log_px = self.likelihood.log_prob(x, tf.cast(out["params"], "float32"))
+        if iwae:
+            prior = objectives.standard_normal_prior(self.latent_dim)
+            posterior = tfd.MultivariateNormalDiag(loc=out["loc"], scale_diag=out["scale"])
+            term = objectives.iwae_reconstruction_term(
+                log_px, prior.log_prob(out["z"]), posterior.log_prob(out["z"])
+            )
+            reconstruction = -tf.reduce_mean(log_px, axis=0)
+        else:
+            term = reconstruction = -log_px
+        # self.losses holds the KL term from call (kl_weight times the mean KL, or its free-bits
+        # floor), plus any regularizers of the networks.
+        objective = tf.reduce_mean(term) + tf.add_n(self.losses)
+        return objective, term, reconstruction, out["kl"]
 
-    def _update_metrics(self, reconstruction, kl):
+    def _update_metrics(self, objective, term, reconstruction, kl):
         # Per-example (rank-1) values: the epoch mean is weighted by examples, and
-        # MultiWorkerMirroredStrategy's fit can reduce them (keras-team/keras#20585).
-        self.loss_tracker.update_state(objectives.negative_elbo(reconstruction, kl, self.beta))
+        # MultiWorkerMirroredStrategy's fit can reduce them (keras-team/keras#20585). `loss` is
+        # what the step minimizes; with free bits that is a batch quantity, given to each example.
+        self.loss_tracker.update_state(tf.fill(tf.shape(kl), objective))
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
+        if self.bound_tracker is not None:
+            self.bound_tracker.update_state(term + kl)
         results = {m.name: m.result() for m in self.metrics}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces fit's logs with reduce(MEAN, axis=0) across workers, which fails on
@@ -256,7 +314,7 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            objective, reconstruction, kl = self._objective(data, training=True)
+            objective, term, reconstruction, kl = self._objective(data, training=True)
             # Gradients are summed across replicas: dividing by their number makes N replicas
             # on N slices of the global batch take the same step as one device on all of it.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -266,11 +324,10 @@ class VAE(keras.Model):
             scaled = self.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
-        return self._update_metrics(reconstruction, kl)
+        return self._update_metrics(objective, term, reconstruction, kl)
 
     def test_step(self, data):
-        _, reconstruction, kl = self._objective(data, training=False)
-        return self._update_metrics(reconstruction, kl)
+        return self._update_metrics(*self._objective(data, training=False))
 
     # ----------------------------------------------------------------------------------------
     # What users call on a trained model.
@@ -321,16 +378,26 @@ class VAE(keras.Model):
         """Draws z ~ P(z) and returns the mean of P(X|z): `[num_samples, *data_shape]`."""
         return self.decode(self.sample_prior(num_samples, seed))
 
+    def elbo_terms(self, x, eps):
+        """-log P(X|z) and KL(Q(z|X) || P(z)) per example (`[B]` each), for z = mu + sigma * eps.
+
+        The terms of the negative ELBO (beta ignored) for given standard normal noise `eps`
+        `[B, latent_dim]`: the held-out evaluation draws it from a stateless seed per batch.
+        """
+        posterior = self.posterior(x)
+        z = objectives.reparameterize(posterior, tf.cast(eps, posterior.loc.dtype))
+        params = tf.cast(self.decoder_params(z), "float32")
+        reconstruction = -self.likelihood.log_prob(tf.cast(x, "float32"), params)
+        return reconstruction, objectives.kl_to_standard_normal(posterior)
+
     def elbo(self, x, seed=None):
         """A one-sample estimate of the ELBO per example, E_Q[log P(X|z)] - KL (beta ignored)."""
-        posterior = self.posterior(x)
         eps = keras.random.normal(
-            tf.shape(posterior.mean()), seed=self.seed_generator if seed is None else seed
+            (tf.shape(x)[0], self.latent_dim),
+            seed=self.seed_generator if seed is None else seed,
         )
-        z = objectives.reparameterize(posterior, eps)
-        params = tf.cast(self.decoder_params(z), "float32")
-        log_px = self.likelihood.log_prob(tf.cast(x, "float32"), params)
-        return log_px - objectives.kl_to_standard_normal(posterior)
+        reconstruction, kl = self.elbo_terms(x, eps)
+        return -objectives.negative_elbo(reconstruction, kl)
 
     def _estimate(self, name, x, num_samples, seed, memory_budget):
         """Runs `estimators.<name>` on checked `x`; traced once per model when called eagerly."""
@@ -392,6 +459,9 @@ class VAE(keras.Model):
                 "beta": self.beta,
                 "seed": self.seed,
                 "standardize_latents": self.standardize_latents,
+                "free_bits": self.free_bits,
+                "objective": self.objective,
+                "k": self.k,
             }
         )
         return config
@@ -414,21 +484,29 @@ def build_vae(
     sigma=1.0,
     beta=1.0,
     seed=None,
+    free_bits=0.0,
+    objective="elbo",
+    k=1,
     **network_kwargs,
 ):
     """Builds a `VAE` with one of the ready-made networks (`arch` = "mlp" or "conv").
 
-    `network_kwargs` go to the network builder (`hidden_units` for mlp; `filters`,
-    `dense_units` for conv). `sigma` is a float, or "learned" (None is the same) for a Gaussian
-    likelihood whose standard deviation is learned per data dimension.
+    `network_kwargs` go to the network builder (`hidden_units`, `activation` for mlp;
+    `filters`, `dense_units`, `activation` for conv); the rest are `VAE`'s. `sigma` is a float,
+    or "learned" (None is the same) for a Gaussian likelihood whose standard deviation is
+    learned per data dimension.
 
     Example:
     >>> vae = build_vae((8, 8, 1), latent_dim=2, arch="conv")
     >>> vae = build_vae((2,), likelihood="gaussian", sigma="learned")
+    >>> vae = build_vae((28, 28, 1), latent_dim=20, hidden_units=(400,), objective="iwae", k=5)
     """
     if arch not in networks.ARCHITECTURES:
         raise ValueError(
             f"Unknown arch {arch!r}; expected one of {sorted(networks.ARCHITECTURES)}."
         )
     encoder, decoder = networks.ARCHITECTURES[arch](input_shape, latent_dim, **network_kwargs)
-    return VAE(encoder, decoder, likelihood=likelihood, sigma=sigma, beta=beta, seed=seed)
+    return VAE(
+        encoder, decoder, likelihood=likelihood, sigma=sigma, beta=beta, seed=seed,
+        free_bits=free_bits, objective=objective, k=k,
+    )  # fmt: skip

@@ -105,3 +105,23 @@ def test_the_commands_print_results_and_errors_without_tensorflow_noise(tmp_path
     assert missing.returncode == 2
     assert missing.stderr.startswith("keras-vae-export: error: No such model file")
     assert missing.stderr.count("\n") == 1, missing.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, orig_argv, expected",
+    [
+        (
+            ["/usr/bin/keras-vae-train", "--epochs", "1"],
+            ["python", "/usr/bin/keras-vae-train"],
+            True,
+        ),
+        (["-m"], ["python", "-m", "keras_vae.training", "--help"], True),
+        (["-m"], ["python", "-m", "mytool"], False),  # another -m program importing keras_vae
+        (["train.py"], ["python", "train.py"], False),  # a user's script
+        ([], [], False),
+    ],
+)
+def test_only_keras_vae_commands_start_tensorflow_quietly(argv, orig_argv, expected):
+    from keras_vae import quiet
+
+    assert quiet.launched_as_command(argv, orig_argv) is expected
