@@ -379,16 +379,23 @@ class VAE(keras.Model):
         return self.decode(self.sample_prior(num_samples, seed))
 
     def elbo_terms(self, x, eps):
-        """-log P(X|z) and KL(Q(z|X) || P(z)) per example (`[B]` each), for z = mu + sigma * eps.
+        """The terms of the negative ELBO (beta ignored) per example, for z = mu + sigma * eps.
 
-        The terms of the negative ELBO (beta ignored) for given standard normal noise `eps`
-        `[B, latent_dim]`: the held-out evaluation draws it from a stateless seed per batch.
+        `eps` is standard normal noise `[B, latent_dim]` (the held-out evaluation draws it from
+        a stateless seed per batch). Returns a dict of `reconstruction` (-log P(X|z), `[B]`),
+        `kl` (KL(Q(z|X) || P(z)), `[B]`), `kl_per_dimension` (`[B, latent_dim]`) and `mean`
+        (the posterior mean, `[B, latent_dim]`).
         """
         posterior = self.posterior(x)
         z = objectives.reparameterize(posterior, tf.cast(eps, posterior.loc.dtype))
         params = tf.cast(self.decoder_params(z), "float32")
-        reconstruction = -self.likelihood.log_prob(tf.cast(x, "float32"), params)
-        return reconstruction, objectives.kl_to_standard_normal(posterior)
+        kl_per_dim = objectives.kl_per_dimension(posterior)
+        return {
+            "reconstruction": -self.likelihood.log_prob(tf.cast(x, "float32"), params),
+            "kl": tf.reduce_sum(kl_per_dim, axis=-1),
+            "kl_per_dimension": kl_per_dim,
+            "mean": posterior.loc,
+        }
 
     def elbo(self, x, seed=None):
         """A one-sample estimate of the ELBO per example, E_Q[log P(X|z)] - KL (beta ignored)."""
@@ -396,8 +403,8 @@ class VAE(keras.Model):
             (tf.shape(x)[0], self.latent_dim),
             seed=self.seed_generator if seed is None else seed,
         )
-        reconstruction, kl = self.elbo_terms(x, eps)
-        return -objectives.negative_elbo(reconstruction, kl)
+        terms = self.elbo_terms(x, eps)
+        return -objectives.negative_elbo(terms["reconstruction"], terms["kl"])
 
     def _estimate(self, name, x, num_samples, seed, memory_budget):
         """Runs `estimators.<name>` on checked `x`; traced once per model when called eagerly."""

@@ -6,24 +6,34 @@ also carries its command-line flag (`option`): `keras-vae-train` builds its pars
 a new setting is one line here.
 """
 
-import argparse
 import dataclasses
 import json
-import math
-import os
 
-# The names training.data.LOADERS knows (tests/test_training_data.py checks they agree).
-NAMED_DATA = ("digits", "digits28", "photos64", "ring", "mnist", "fashion_mnist")
+from keras_vae.training.checks import (  # noqa: F401  (NAMED_DATA: named here too)
+    LOCAL_SUFFIXES,
+    NAMED_DATA,
+    ConfigError,
+    check_choice,
+    check_data,
+    check_float,
+    check_int,
+    check_units,
+    parse_sigma,
+    parse_units,
+)
+
 # The keys of keras_vae.networks.ARCHITECTURES and keras_vae.likelihoods.LIKELIHOODS, named
 # again because importing keras_vae loads Keras and TensorFlow (seconds) and `--help` and bad
 # flags answer without them; tests/test_training_config_plots.py checks they agree.
 ARCHS = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+# keras_vae.vae.OBJECTIVES, for the same reason.
+OBJECTIVES = ("elbo", "iwae")
+ACTIVATIONS = ("relu", "elu", "gelu", "silu", "tanh", "softplus")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 VERBOSITY = (0, 1, 2)
 # The flag groups of `keras-vae-train --help`, in order.
 GROUPS = ("data", "model", "training", "output")
-LOCAL_SUFFIXES = (".npz", ".npy", ".csv", "-idx3-ubyte", "-idx3-ubyte.gz")
 
 # Fields that may change between a run and its resumption without making the saved training
 # state meaningless: more epochs continue the run; export and evaluation only touch the end;
@@ -40,10 +50,6 @@ RESUMABLE_CHANGES = (
 )
 
 
-class ConfigError(ValueError):
-    """A flag or config value is invalid; the message is one line that says how to fix it."""
-
-
 def option(default, group, help, **flag):
     """A config field with its `keras-vae-train` flag (`--latent-dim` for `latent_dim`).
 
@@ -57,18 +63,6 @@ def option(default, group, help, **flag):
     return dataclasses.field(default=default, metadata={"group": group, "help": help, "flag": flag})
 
 
-def parse_sigma(text):
-    """`--sigma`: a number (checked by `TrainConfig.validate`) or "learned"."""
-    if text == "learned":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number or 'learned'; received {text!r}"
-        ) from None
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """What to train and how; checked when made (`validate`), so every instance is valid.
@@ -80,11 +74,20 @@ class TrainConfig:
             IDX file (`*-idx3-ubyte[.gz]`), or a folder of PNG/JPEG images or of IDX files.
         arch: str. "mlp" or "conv" (images only).
         latent_dim: int. Size of z; 2 also draws the latent scatter and manifold.
-        likelihood: str or None. "bernoulli" or "gaussian"; None picks bernoulli for images and
-            gaussian for vectors.
+        likelihood: str or None. "bernoulli", "continuous_bernoulli" (grey pixels) or
+            "gaussian"; None picks bernoulli for images and gaussian for vectors.
         sigma: float or "learned". The Gaussian likelihood's standard deviation.
         beta: float. Weight of the KL term.
+        free_bits: float. Free bits, nats per latent dimension (0: off).
+        objective: str. "elbo" or "iwae" (the importance-weighted bound with `k` samples).
+        k: int. Importance samples per example for objective "iwae".
+        hidden_units: tuple of ints. The MLP's layer widths (the decoder mirrors them).
+        filters: tuple of ints. The conv network's channels per stride-2 convolution.
+        dense_units: int. The conv encoder's dense width.
+        activation: str. The hidden layers' activation.
         epochs: int. Number of passes over the training split.
+        warmup_epochs: int. Epochs of KL warm-up, the KL weight rising linearly from 0 to beta
+            (`keras_vae.KLWarmup`); 0 is none.
         batch_size: int. Global batch size (split over replicas).
         learning_rate: float. Adam's step size.
         seed: int. Seeds the weights, the split, the shuffling and the model's noise.
@@ -125,7 +128,25 @@ class TrainConfig:
         type=parse_sigma,
     )
     beta: float = option(1.0, "model", "KL weight (default {default})")
+    free_bits: float = option(0.0, "model", "free bits, nats per latent dimension (default 0: off)")
+    objective: str = option(
+        "elbo", "model", "elbo, or iwae with --k samples (default {default})", choices=OBJECTIVES
+    )
+    k: int = option(1, "model", "importance samples per example for --objective iwae (default 1)")
+    hidden_units: tuple = option(
+        (256, 128), "model", "MLP layer widths, comma-separated (default 256,128)", type=parse_units
+    )
+    filters: tuple = option(
+        (32, 64), "model", "conv channels per stride-2 layer (default 32,64)", type=parse_units
+    )
+    dense_units: int = option(16, "model", "conv encoder's dense width (default {default})")
+    activation: str = option(
+        "relu", "model", "hidden activation (default {default})", choices=ACTIVATIONS
+    )
     epochs: int = option(30, "training", "passes over the data (default {default})")
+    warmup_epochs: int = option(
+        0, "training", "epochs of KL warm-up from 0 to beta (default 0: none)"
+    )
     batch_size: int = option(64, "training", "global batch (default {default})")
     learning_rate: float = option(1e-3, "training", "Adam step size (default {default:g})")
     seed: int = option(0, "training", "seed for weights, split, noise (default {default})")
@@ -165,6 +186,9 @@ class TrainConfig:
     )
 
     def __post_init__(self):
+        # config.json holds lists; the config holds tuples (hashable, as frozen fields should be).
+        for name in ("hidden_units", "filters"):
+            object.__setattr__(self, name, check_units(name, getattr(self, name)))
         self.validate()
 
     @classmethod
@@ -184,7 +208,20 @@ class TrainConfig:
         return cls(**values)
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The fields as JSON values (tuples as lists), as config.json holds them."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    def network_kwargs(self):
+        """The network builder's arguments for `arch`."""
+        if self.arch == "mlp":
+            return {"hidden_units": self.hidden_units, "activation": self.activation}
+        return {
+            "filters": self.filters,
+            "dense_units": self.dense_units,
+            "activation": self.activation,
+        }
 
     def sigma_value(self):
         """sigma for `keras_vae.build_vae`: a float, or None for a learned one."""
@@ -192,19 +229,34 @@ class TrainConfig:
 
     def validate(self):
         """Checks every field; raises `ConfigError` with a one-line reason. Returns self."""
-        _check_data(self.data)
-        _check_choice("arch", self.arch, ARCHS)
-        _check_int("latent_dim", self.latent_dim, 1)
+        check_data(self.data)
+        check_choice("arch", self.arch, ARCHS)
+        check_int("latent_dim", self.latent_dim, 1)
         if self.likelihood is not None:
-            _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+            check_choice("likelihood", self.likelihood, LIKELIHOODS)
         if self.sigma != "learned":
-            _check_float("sigma", self.sigma, 0.0, strict=True, hint="or 'learned'")
-        _check_float("beta", self.beta, 0.0)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_float("learning_rate", self.learning_rate, 0.0, strict=True)
-        _check_int("seed", self.seed, 0)
-        _check_choice("strategy", self.strategy, STRATEGIES)
+            check_float("sigma", self.sigma, 0.0, strict=True, hint="or 'learned'")
+        check_float("beta", self.beta, 0.0)
+        check_float("free_bits", self.free_bits, 0.0)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_int("k", self.k, 1)
+        check_int("dense_units", self.dense_units, 1)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("warmup_epochs", self.warmup_epochs, 0)
+        if self.objective == "elbo" and self.k != 1:
+            raise ConfigError(
+                f"--k {self.k} (importance samples) applies to --objective iwae; add it or drop --k."
+            )
+        if self.objective == "iwae" and (self.beta != 1 or self.free_bits):
+            raise ConfigError(
+                "--objective iwae is a bound on log P(X) only with --beta 1 and no --free-bits; "
+                f"received --beta {self.beta:g} --free-bits {self.free_bits:g}."
+            )
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_float("learning_rate", self.learning_rate, 0.0, strict=True)
+        check_int("seed", self.seed, 0)
+        check_choice("strategy", self.strategy, STRATEGIES)
         if self.devices is not None:
             if self.strategy != "mirrored":
                 raise ConfigError(
@@ -219,12 +271,12 @@ class TrainConfig:
                 f"test_split must be a fraction in (0, 1); received {self.test_split!r}."
             )
         if self.limit is not None:
-            _check_int("limit", self.limit, 2)
+            check_int("limit", self.limit, 2)
         if self.iwae_samples is not None:
-            _check_int("iwae_samples", self.iwae_samples, 1)
+            check_int("iwae_samples", self.iwae_samples, 1)
         if self.eval_examples is not None:
-            _check_int("eval_examples", self.eval_examples, 1)
-        if self.binarize and self.likelihood == "gaussian":
+            check_int("eval_examples", self.eval_examples, 1)
+        if self.binarize and self.likelihood not in (None, "bernoulli"):
             raise ConfigError(
                 "--binarize draws binary pixels for a Bernoulli likelihood; "
                 "drop it or use --likelihood bernoulli."
@@ -240,45 +292,6 @@ class TrainConfig:
         if self.verbose not in VERBOSITY:
             raise ConfigError(f"verbose must be 0, 1 or 2; received {self.verbose!r}.")
         return self
-
-
-def _check_data(data):
-    if not isinstance(data, str) or not data:
-        raise ConfigError(f"data must be a name or a path; received {data!r}.")
-    if data in NAMED_DATA:
-        return
-    looks_like_path = os.sep in data or "." in os.path.basename(data) or data.endswith("ubyte")
-    if not looks_like_path and not os.path.exists(data):
-        raise ConfigError(
-            f"Unknown data {data!r}; expected one of {', '.join(NAMED_DATA)} or a path to "
-            ".npz, .npy, .csv, IDX files or a folder of images."
-        )
-    if not os.path.exists(data):
-        raise ConfigError(f"Data path {data!r} does not exist.")
-    if os.path.isfile(data) and not data.lower().endswith(LOCAL_SUFFIXES):
-        raise ConfigError(
-            f"Unsupported data file {data!r}; expected .npz, .npy, .csv or an IDX file "
-            "(*-idx3-ubyte or *-idx3-ubyte.gz), or a folder of PNG/JPEG images."
-        )
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ConfigError(f"Unknown {name} {value!r}; expected one of {', '.join(choices)}.")
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}; received {value!r}.")
-
-
-def _check_float(name, value, minimum, strict=False, hint=""):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        bound = ">" if strict else ">="
-        hint = f" {hint}" if hint else ""
-        raise ConfigError(f"{name} must be a number {bound} {minimum}{hint}; received {value!r}.")
 
 
 def read_config(path):

@@ -25,6 +25,9 @@ EPILOG = """examples:
 # small batches (measured: docs/training.md, "Held-out numbers").
 DECODES_PER_TRAINING_EXAMPLE = 1.0
 DEFAULT_IWAE_SAMPLES = 1000
+# Burda et al. (2015)'s criterion: a latent unit is active when its posterior mean varies across
+# the data by more than this (Cov_X E_Q[z_u|X] > 0.01).
+ACTIVE_UNIT_THRESHOLD = 0.01
 # The plan keeps at least this many held-out examples (or all there are) and lowers K instead:
 # the mean over too few examples would vary more than a smaller K biases it.
 MIN_EVAL_EXAMPLES = 500
@@ -84,10 +87,13 @@ def evaluate(
         progress: bool. Report the IWAE evaluation's progress on stdout.
 
     Returns:
-        dict with `negative_elbo`, `reconstruction`, `kl`, `negative_elbo_bits_per_dim`, and
-        when `iwae_samples` > 0 `iwae_log_likelihood`, `iwae_bits_per_dim` (the negative
-        log-likelihood in bits per dimension), `iwae_samples`, `iwae_examples`,
-        `iwae_seconds`; plus `num_examples`.
+        dict with `negative_elbo`, `reconstruction`, `kl`, `negative_elbo_bits_per_dim`,
+        `kl_per_dimension`, `active_units` (of `latent_dim`; Burda et al.'s criterion on
+        `posterior_mean_variance`), and when `iwae_samples` > 0 `iwae_log_likelihood`,
+        `iwae_bits_per_dim` (the negative log-likelihood in bits per dimension),
+        `inference_gap` (log P(X) - ELBO on the IWAE's examples, an estimate of
+        KL(Q(z|X) || P(z|X))), `iwae_samples`, `iwae_examples`, `iwae_seconds`; plus
+        `num_examples`.
 
     Example:
     >>> metrics = evaluate(vae, x_test, iwae_samples=100)
@@ -104,19 +110,24 @@ def evaluate(
     x = np.asarray(x, dtype="float32")
     # One pass of the ELBO: a batch is as many examples as one chunk of the budget holds.
     batch = min(256, estimators.pairs_per_chunk(model, 1, budget))
-    reconstruction, kl = [], []
-    for step, start in enumerate(range(0, len(x), batch)):
-        r, k = _elbo_terms(model, x[start : start + batch], seed, step)
-        reconstruction.append(r)
-        kl.append(k)
-    reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
-    negative_elbo = float(np.mean(reconstruction + kl))
+    parts = [
+        _elbo_terms(model, x[start : start + batch], seed, step)
+        for step, start in enumerate(range(0, len(x), batch))
+    ]
+    terms = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    negative_elbos = terms["reconstruction"] + terms["kl"]
+    negative_elbo = float(np.mean(negative_elbos))
+    active, variances = objectives.active_units(terms["mean"], ACTIVE_UNIT_THRESHOLD)
     metrics = {
         "negative_elbo": negative_elbo,
-        "reconstruction": float(np.mean(reconstruction)),
-        "kl": float(np.mean(kl)),
+        "reconstruction": float(np.mean(terms["reconstruction"])),
+        "kl": float(np.mean(terms["kl"])),
         "negative_elbo_bits_per_dim": objectives.nats_to_bits_per_dim(negative_elbo, dims),
         "num_examples": int(len(x)),
+        "kl_per_dimension": [float(v) for v in np.mean(terms["kl_per_dimension"], axis=0)],
+        "active_units": active,
+        "latent_dim": int(model.latent_dim),
+        "posterior_mean_variance": [float(v) for v in np.asarray(variances)],
     }
     if iwae_samples:
         k = int(iwae_samples)
@@ -135,6 +146,9 @@ def evaluate(
         ll = float(np.mean(np.concatenate(log_likelihood)))
         metrics.update(
             iwae_log_likelihood=ll,
+            # log P(X) - ELBO on the same examples: estimates KL(Q(z|X) || P(z|X)), the error
+            # term of the VAE's central equation (biased low by the IWAE bound's own gap).
+            inference_gap=ll + float(np.mean(negative_elbos[: len(x)])),
             iwae_bits_per_dim=objectives.nats_to_bits_per_dim(-ll, dims),
             iwae_samples=k,
             iwae_examples=int(len(x)),
@@ -144,15 +158,14 @@ def evaluate(
 
 
 def _elbo_terms(model, batch, seed, step):
-    """-log P(X|z) with z ~ Q(z|X), and KL(Q(z|X) || P(z)), per example of `batch` (numpy);
-    the noise comes from a stateless seed per batch, so the numbers repeat."""
+    """`VAE.elbo_terms` of `batch` as NumPy arrays, with noise from a stateless seed per batch,
+    so the numbers repeat."""
     import tensorflow as tf
 
     eps = tf.random.stateless_normal(
         (len(batch), model.latent_dim), tf.constant([seed, step]), dtype="float32"
     )
-    reconstruction, kl = model.elbo_terms(batch, eps)
-    return reconstruction.numpy(), kl.numpy()
+    return {name: value.numpy() for name, value in model.elbo_terms(batch, eps).items()}
 
 
 def _examples(text):

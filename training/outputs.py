@@ -173,6 +173,15 @@ def summary(result):
             f"examples, {m['iwae_seconds']:.1f} s) {m['iwae_log_likelihood']:.3f} nats = "
             f"{m['iwae_bits_per_dim']:.4f} bits/dim."
         )
+        lines.append(
+            f"Inference gap log P(X) - ELBO {m['inference_gap']:.3f} nats (estimates "
+            "KL(Q(z|X) || P(z|X)))."
+        )
+    if "active_units" in m:
+        lines.append(
+            f"Active latent units {m['active_units']} of {m['latent_dim']} "
+            "(Cov E[z|X] > 0.01; KL per dimension in kl_per_dimension.png)."
+        )
     lines.append(f"Files in {result['run_dir']}:")
     width = max(len(k) for k in result["files"])
     for name, path in result["files"].items():

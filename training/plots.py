@@ -372,26 +372,43 @@ def loss_curve_figure(rows):
 
 
 def kl_per_dimension(model, x):
-    """The mean over `x` of each latent dimension's KL term
-    0.5 * (mu^2 + s^2 - 1 - log s^2), in nats: `[latent_dim]`, summing to the mean KL."""
+    """The mean over `x` of each latent dimension's KL term (`keras_vae.objectives.
+    kl_per_dimension`), in nats: `[latent_dim]`, summing to the mean KL."""
+    return latent_diagnostics(model, x)[0]
+
+
+def latent_diagnostics(model, x):
+    """Each latent dimension's mean KL over `x` and the variance of its posterior mean across
+    `x` (Burda et al.'s activity): two arrays `[latent_dim]`."""
+    import tensorflow_probability as tfp
+
+    from keras_vae import objectives
+
     mu, s = _posterior_moments(model, x)
-    mu, s = mu.astype("float64"), s.astype("float64")
-    return np.mean(0.5 * (mu**2 + s**2 - 1.0 - 2.0 * np.log(s)), axis=0)
+    posterior = tfp.distributions.MultivariateNormalDiag(loc=mu, scale_diag=s)
+    kl = np.asarray(objectives.kl_per_dimension(posterior)).astype("float64")
+    return kl.mean(axis=0), mu.astype("float64").var(axis=0)
 
 
-def kl_per_dimension_figure(model, x, final_epoch=None):
-    """A bar chart of the held-out mean KL per latent dimension: the dimensions near 0 nats
-    are unused (their posterior is the prior)."""
-    kl = kl_per_dimension(model, x)
+def kl_per_dimension_figure(model, x, final_epoch=None, active_threshold=0.01):
+    """A bar chart of the held-out mean KL per latent dimension, active units in green and
+    inactive ones (posterior mean varying by at most `active_threshold` across `x`) in grey:
+    those carry nothing about X (their posterior is the prior)."""
+    kl, variance = latent_diagnostics(model, x)
+    active = variance > active_threshold
     d = len(kl)
     figure = _figure(max(600, 160 + 30 * d), 420, layout="constrained")
     ax = figure.add_subplot()
-    ax.bar(np.arange(1, d + 1), kl, color="tab:green")
+    colours = ["tab:green" if a else "0.6" for a in active]
+    ax.bar(np.arange(1, d + 1), kl, color=colours)
     ax.set_xticks(np.arange(1, d + 1), [f"z{j}" for j in range(1, d + 1)], fontsize=8)
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("mean KL, nats per example")
     ax.grid(True, axis="y", color="0.92")
     ax.set_axisbelow(True)
     when = "final" if final_epoch is None else f"final (epoch {final_epoch})"
-    ax.set_title(f"held-out KL per latent dimension, {when}\n(total {kl.sum():.2f} nats)")
+    ax.set_title(
+        f"held-out KL per latent dimension, {when}\n(total {kl.sum():.2f} nats; "
+        f"{int(active.sum())} of {d} units active, grey: inactive)"
+    )
     return figure

@@ -113,12 +113,12 @@ def _check_fit(config, dataset, likelihood, replicas):
             f"--arch conv needs images; {config.data!r} holds vectors of shape "
             f"{dataset.info['shape']}. Use --arch mlp."
         )
-    if likelihood == "bernoulli":
+    if likelihood in ("bernoulli", "continuous_bernoulli"):
         lo = min(float(dataset.x_train.min()), float(dataset.x_test.min()))
         hi = max(float(dataset.x_train.max()), float(dataset.x_test.max()))
         if lo < 0 or hi > 1:
             raise ConfigError(
-                f"--likelihood bernoulli needs values in [0, 1]; {config.data!r} spans "
+                f"--likelihood {likelihood} needs values in [0, 1]; {config.data!r} spans "
                 f"[{lo:.3g}, {hi:.3g}]. Use --likelihood gaussian."
             )
     if config.binarize and likelihood != "bernoulli":
@@ -191,6 +191,10 @@ def _build_model(config, data, strategy, backup_dir):
             sigma=config.sigma_value(),
             beta=config.beta,
             seed=config.seed,
+            free_bits=config.free_bits,
+            objective=config.objective,
+            k=config.k,
+            **config.network_kwargs(),
         )
         # Several steps per call fail inside Keras' distributed multi-step loop (TF 2.21): one
         # device only.
@@ -217,6 +221,9 @@ def _make_callbacks(config, folder, data, initial_epoch):
     # Before the epoch's record, so the backup holds the frame the next epoch starts from.
     standardize = keras_vae.StandardizeLatents(data.x_codes)
     fit_callbacks = [guard, standardize, run_state]
+    if config.warmup_epochs:
+        # Set from the epoch number at each epoch's start: a resumed run continues the ramp.
+        fit_callbacks.insert(0, keras_vae.KLWarmup(config.warmup_epochs))
     if folder.is_chief:
         samples_dir = os.path.join(folder.out_dir, "samples")
         fit_callbacks.append(callbacks_lib.EpochSamples(samples_dir, config.seed, data.reference))
