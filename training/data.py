@@ -12,22 +12,31 @@ Every named set but `mnist`/`fashion_mnist` loads offline in about a second: `di
 photographs, for a Gaussian likelihood) from files scikit-learn installs, `ring` generated.
 """
 
-import csv
-import gzip
 import os
-import struct
 import typing
-import zlib
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-IDX_IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
-IDX_LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
-
-
-class DataError(ValueError):
-    """The data could not be read or is not usable; the message says what to do."""
+# Local files are read in data_files (npz, npy, csv; the memory budget), data_idx and
+# data_images; the names other modules and tests import from here are re-exported.
+from keras_vae.training.data_files import (  # noqa: F401 - re-exported
+    BUDGET_ENV,
+    MEMORY_BUDGET_BYTES,
+    DataError,
+    check_regular_file,
+    load_csv,
+    load_npy,
+    load_npz,
+    memory_budget,
+)
+from keras_vae.training.data_idx import (  # noqa: F401 - re-exported
+    IDX_IMAGE_MAGIC,
+    IDX_LABEL_MAGIC,
+    find_idx_pair,
+    load_idx_file,
+    read_idx,
+)
+from keras_vae.training.data_images import IMAGE_SUFFIXES, load_image_folder  # noqa: F401
 
 
 class Dataset(typing.NamedTuple):
@@ -61,7 +70,10 @@ def load_dataset(spec, test_split=0.2, seed=0, limit=None):
 
     Raises:
         DataError: unreadable, truncated or corrupt files, wrong keys, mixed image sizes,
-            empty data, NaN/inf values or pixel values outside [0, 1] and 0..255.
+            empty or 0-d data, NaN/inf values, pixel values outside [0, 1] and 0..255,
+            transparent images, FIFOs and devices, and data whose declared size as float32
+            is over `memory_budget()` (4 GiB, or `KERAS_VAE_DATA_BUDGET_GIB`), checked from
+            the headers before anything that size is read.
 
     Example:
     >>> ds = load_dataset("digits")
@@ -226,254 +238,23 @@ LOADERS = {
 def _load_path(path):
     lower = path.lower()
     if os.path.isdir(path):
-        idx = _find_idx_pair(path)
+        idx = find_idx_pair(path)
         if idx is not None:
             return idx
-        return _load_image_folder(path)
+        return load_image_folder(path)
+    check_regular_file(path)
     if lower.endswith(".npz"):
-        return _load_npz(path)
+        return load_npz(path)
     if lower.endswith(".npy"):
-        return _load_npy(path)
+        return load_npy(path)
     if lower.endswith(".csv"):
-        return _load_csv(path)
+        return load_csv(path)
     if lower.endswith(("-idx3-ubyte", "-idx3-ubyte.gz", ".idx3-ubyte", ".idx3-ubyte.gz")):
-        return _load_idx_file(path)
+        return load_idx_file(path)
     raise DataError(
         f"Unsupported data file {path!r}; expected .npz, .npy, .csv, an IDX file "
         "(*-idx3-ubyte[.gz]) or a folder of PNG/JPEG images."
     )
-
-
-def _load_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = set(archive.files)
-            arrays = {k: archive[k] for k in keys}
-    except Exception as e:  # noqa: BLE001 - zipfile and numpy raise many types on bad bytes
-        # (BadZipFile, EOFError, zlib.error, NotImplementedError for an unknown compression,
-        # RuntimeError for an "encrypted" flag, ...): all mean the same to the user.
-        raise DataError(
-            f"Could not read {path!r} as .npz ({type(e).__name__}: {e}); the file is truncated, "
-            "corrupt or not a NumPy archive. Write it with np.savez(path, x_train=..., "
-            "x_test=...)."
-        ) from None
-    if {"x_train", "x_test"} <= keys:
-        return {
-            "x_train": arrays["x_train"],
-            "x_test": arrays["x_test"],
-            "y_train": arrays.get("y_train"),
-            "y_test": arrays.get("y_test"),
-            "kind": None,
-        }
-    if "x_train" in keys or "x" in keys:
-        key = "x_train" if "x_train" in keys else "x"
-        labels = arrays.get("y_train" if key == "x_train" else "y")
-        return {"x": arrays[key], "y": labels, "kind": None}
-    raise DataError(
-        f"{path!r} holds arrays {sorted(keys)}; expected 'x_train' and 'x_test' (the Keras "
-        "mnist.npz layout, labels 'y_train'/'y_test' optional), or 'x' (labels 'y' optional)."
-    )
-
-
-def _load_npy(path):
-    try:
-        x = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - see _load_npz
-        raise DataError(
-            f"Could not read {path!r} as .npy ({type(e).__name__}: {e}); the file is truncated "
-            "or corrupt. Write it with np.save(path, array)."
-        ) from None
-    return {"x": x, "y": None, "kind": None}
-
-
-def _load_csv(path):
-    rows = []
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for line_number, row in enumerate(csv.reader(f), start=1):
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                try:
-                    rows.append([float(cell) for cell in row])
-                except ValueError:
-                    if line_number == 1 and not rows:
-                        continue  # a header row
-                    raise DataError(
-                        f"{path!r} line {line_number}: expected numbers separated by commas; "
-                        f"received {','.join(row)[:80]!r}."
-                    ) from None
-    except UnicodeDecodeError:
-        raise DataError(
-            f"{path!r} is not a text .csv file (it does not decode as UTF-8)."
-        ) from None
-    widths = {len(r) for r in rows}
-    if len(widths) > 1:
-        raise DataError(
-            f"{path!r} has rows of different lengths {sorted(widths)}; every row must hold the "
-            "same number of columns."
-        )
-    return {"x": np.asarray(rows, dtype="float64"), "y": None, "kind": "vector"}
-
-
-def _open_maybe_gzip(path):
-    return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
-
-
-def read_idx(path, magic=IDX_IMAGE_MAGIC):
-    """Reads an MNIST IDX file (raw or .gz): images `(N, rows, cols)` or labels `(N,)`, uint8.
-
-    Raises `DataError` on a wrong magic number or a truncated or corrupt file.
-    """
-    try:
-        with _open_maybe_gzip(path) as f:
-            content = f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(
-            f"Could not read IDX file {path!r} ({type(e).__name__}: {e}); the file is truncated "
-            "or corrupt. Download it again."
-        ) from None
-    ndim = 3 if magic == IDX_IMAGE_MAGIC else 1
-    header = 4 + 4 * ndim
-    if len(content) < 4:
-        raise DataError(f"IDX file {path!r} is {len(content)} bytes, shorter than its header.")
-    found = struct.unpack(">i", content[:4])[0]
-    if found != magic:
-        what = "images (idx3)" if magic == IDX_IMAGE_MAGIC else "labels (idx1)"
-        raise DataError(
-            f"IDX file {path!r} has magic number {found:#010x}; expected {magic:#010x} for "
-            f"unsigned-byte {what}. Is it the right file?"
-        )
-    if len(content) < header:
-        raise DataError(f"IDX file {path!r} is {len(content)} bytes, shorter than its header.")
-    dims = struct.unpack(f">{ndim}i", content[4:header])
-    expected = int(np.prod(dims))
-    if len(content) - header != expected:
-        raise DataError(
-            f"IDX file {path!r} should hold {expected} bytes of data for shape {dims} but holds "
-            f"{len(content) - header}; the file is truncated or corrupt."
-        )
-    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def _idx_file(folder, prefix, kind):
-    for name in (f"{prefix}-{kind}-ubyte", f"{prefix}-{kind}-ubyte.gz"):
-        for candidate in (name, name.replace("-ubyte", ".ubyte")):
-            path = os.path.join(folder, candidate)
-            if os.path.isfile(path):
-                return path
-    return None
-
-
-def _labels_beside(images_path):
-    """The IDX labels file next to an images file (train-images-idx3-ubyte[.gz] ->
-    train-labels-idx1-ubyte[.gz]), or None."""
-    folder, name = os.path.split(images_path)
-    stem = name[:-3] if name.lower().endswith(".gz") else name
-    labels = stem.replace("images", "labels").replace("idx3", "idx1")
-    if labels == stem:
-        return None
-    for candidate in (labels, labels + ".gz"):
-        path = os.path.join(folder, candidate)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def _read_idx_labels(labels_path, images_path, count):
-    labels = read_idx(labels_path, IDX_LABEL_MAGIC)
-    if len(labels) != count:
-        raise DataError(
-            f"{labels_path!r} has {len(labels)} labels for {count} images in {images_path!r}; "
-            "expected one label per image. Put the matching labels file beside it or remove it."
-        )
-    return labels
-
-
-def _load_idx_file(path):
-    """One IDX images file, with the labels file beside it when there is one (same count)."""
-    x = read_idx(path, IDX_IMAGE_MAGIC)
-    labels = _labels_beside(path)
-    y = _read_idx_labels(labels, path, len(x)) if labels else None
-    return {"x": x, "y": y, "kind": "image"}
-
-
-def _find_idx_pair(folder):
-    train = _idx_file(folder, "train-images", "idx3")
-    test = _idx_file(folder, "t10k-images", "idx3")
-    if train is None and test is not None:
-        found = sorted(n for n in os.listdir(folder) if "idx" in n.lower())
-        raise DataError(
-            f"The folder {folder!r} holds only test IDX files ({', '.join(found)}); a folder "
-            "needs the training images train-images-idx3-ubyte[.gz] (t10k-* and labels "
-            f"optional). Add it, or pass --data {test!r} to train on the test images alone."
-        )
-    if train is None:
-        return None
-    result = {"kind": "image"}
-    train_labels = _idx_file(folder, "train-labels", "idx1")
-    test_labels = _idx_file(folder, "t10k-labels", "idx1")
-    x_train = read_idx(train, IDX_IMAGE_MAGIC)
-    y_train = _read_idx_labels(train_labels, train, len(x_train)) if train_labels else None
-    if test is None:
-        result.update(x=x_train, y=y_train)
-        return result
-    x_test = read_idx(test, IDX_IMAGE_MAGIC)
-    y_test = _read_idx_labels(test_labels, test, len(x_test)) if test_labels else None
-    if y_train is None or y_test is None:
-        y_train = y_test = None
-    result.update(x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test)
-    return result
-
-
-def _load_image_folder(folder):
-    from PIL import Image
-
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs.sort()
-        files.extend(
-            os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_SUFFIXES)
-        )
-    if not files:
-        names = sorted(os.listdir(folder))
-        found = "it is empty" if not names else f"it holds {', '.join(names[:5])}"
-        found += ", ..." if len(names) > 5 else ""
-        raise DataError(
-            f"The folder {folder!r} holds no PNG/JPEG images and no IDX training images "
-            f"(train-images-idx3-ubyte[.gz]); {found}. Nothing to train on: point --data at a "
-            "folder of images, an IDX folder or file, or a .npz/.npy/.csv file."
-        )
-    classes = sorted({os.path.relpath(os.path.dirname(f), folder) for f in files})
-    images, first = [], None
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                mode = "L" if image.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
-                array = np.asarray(image.convert(mode))
-        except Exception as e:  # noqa: BLE001 - Pillow raises many types on bad bytes
-            raise DataError(
-                f"Could not decode image {path!r} ({type(e).__name__}: {e}); the file is "
-                "truncated or corrupt. Remove or replace it."
-            ) from None
-        if array.ndim == 2:
-            array = array[..., None]
-        if first is None:
-            first = (path, array.shape)
-        elif array.shape[:2] != first[1][:2]:
-            raise DataError(
-                f"Images differ in size: {first[0]!r} is {first[1][1]}x{first[1][0]} (WxH) but "
-                f"{path!r} is {array.shape[1]}x{array.shape[0]}. Resize them to one size."
-            )
-        images.append(array)
-    channels = max(a.shape[-1] for a in images)
-    if channels == 3:
-        images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
-    labels = None
-    if len(classes) > 1:
-        index = {c: i for i, c in enumerate(classes)}
-        labels = np.array([index[os.path.relpath(os.path.dirname(f), folder)] for f in files])
-    return {"x": np.stack(images), "y": labels, "kind": "image", "classes": classes}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,6 +265,11 @@ def _check_array(x, where):
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "uifb":
         kind = getattr(x, "dtype", type(x))
         raise DataError(f"{where}: expected a numeric array; received {kind}.")
+    if x.ndim == 0:
+        raise DataError(
+            f"{where}: expected an array of examples (N, ...); received a single number (a 0-d "
+            "array). Save the examples themselves, e.g. np.save(path, x) with x of shape (N, D)."
+        )
     if x.size == 0 or x.shape[0] == 0:
         raise DataError(f"{where}: the data are empty (shape {x.shape}); nothing to train on.")
     if x.dtype.kind == "f":
@@ -494,6 +280,14 @@ def _check_array(x, where):
                 f"{where}: {int(bad.sum())} values are NaN or inf (the first in example "
                 f"{int(first[0])}); expected finite numbers. Clean or drop those examples."
             )
+
+
+def _check_labels(y, where, key):
+    if y is not None and np.ndim(y) == 0:
+        raise DataError(
+            f"{where}: {key} is a single value (a 0-d array); expected one label per example, "
+            "shape (N,). Save the labels array, or leave it out."
+        )
 
 
 def _as_images(x, where):
@@ -577,6 +371,7 @@ def _train_test(raw, name, test_split, seed):
     if "x" in raw:
         x, y = raw["x"], raw.get("y")
         _check_array(x, name)
+        _check_labels(y, name, "y")
         if y is not None and len(y) != len(x):
             raise DataError(f"{name}: {len(y)} labels for {len(x)} examples; expected one each.")
         split = f"random {1 - test_split:.0%}/{test_split:.0%} split (seed {seed})"
@@ -591,6 +386,7 @@ def _train_test(raw, name, test_split, seed):
             f"{x_test.shape[1:]}; they must agree."
         )
     for labels, xs, key in ((y_train, x_train, "y_train"), (y_test, x_test, "y_test")):
+        _check_labels(labels, name, key)
         if labels is not None and len(labels) != len(xs):
             raise DataError(f"{name}: {key} has {len(labels)} labels for {len(xs)} examples.")
     return x_train, x_test, y_train, y_test, "the data's own train/test split"
@@ -628,14 +424,38 @@ def _scale_vectors(x_train, x_test, raw, name):
     else:
         # Min-max from the training split only, so the held-out numbers stay honest.
         lo, hi = x_train.min(axis=0), x_train.max(axis=0)
-        span = np.where(hi > lo, hi - lo, 1.0)
-        x_train, x_test = (x_train - lo) / span, (x_test - lo) / span
+        x_train, x_test = _min_max(x_train, lo, hi), _min_max(x_test, lo, hi)
+        _check_float32_range(x_test, lo, hi, name)
         scaling = {
             "scaled": "min-max per column from the training split",
             "min": lo.tolist(),
             "max": hi.tolist(),
         }
     return x_train.astype("float32"), x_test.astype("float32"), scaling, "gaussian"
+
+
+def _min_max(x, lo, hi):
+    """`(x - lo) / (hi - lo)` in float64, computed in halves: for a column spanning -1e308 to
+    1e308 the difference overflows to inf (and the scaled values to NaN) but its half does not.
+    Halving is exact (bar subnormals), so ordinary data scale to the same bits as before."""
+    half_span = np.where(hi > lo, hi / 2 - lo / 2, 0.5)
+    x = x / 2
+    x -= lo / 2
+    x /= half_span
+    return x
+
+
+def _check_float32_range(x_test, lo, hi, name):
+    # Training values land in [0, 1]; a held-out value far outside a narrow training range can
+    # land past float32's 3.4e38 and become inf when cast.
+    too_big = np.abs(x_test) > np.finfo("float32").max
+    if too_big.any():
+        column = int(np.argwhere(too_big)[0][1])
+        raise DataError(
+            f"{name}: column {column} spans [{lo[column]:g}, {hi[column]:g}] in the training "
+            "split, and min-max scaling by that range sends held-out values past float32's "
+            "range (3.4e38). Rescale or drop that column."
+        )
 
 
 def _class_labels(y_train, y_test):
