@@ -75,7 +75,13 @@ def check_regular_file(path):
     Refused rather than skipped, so that what is loaded is never silently less than what was
     pointed at.
     """
-    mode = os.stat(path).st_mode
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise DataError(
+            f"Could not open {path!r} ({type(e).__name__}: {e.strerror}); is it a broken link? "
+            "Remove or replace it."
+        ) from None
     if stat.S_ISREG(mode):
         return
     kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"

@@ -299,6 +299,31 @@ def test_the_root_of_the_file_system_is_not_walked(deadline):
 # 6. What used to be tracebacks.
 
 
+def test_a_broken_link_named_png_is_a_data_error(tmp_path):
+    Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "b.png")
+    refused(tmp_path, r"Could not open .*b\.png.*broken link")
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header declares `width` x `height` grey pixels and holds none."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    )
+
+
+def test_a_png_over_pillows_decompression_bomb_limit_says_so(tmp_path):
+    png_header_only(tmp_path / "huge.png", 20_000, 20_000)
+    refused(tmp_path, r"huge\.png' is too large to decode safely \(Image size \(400000000 pixels\)")
+
+
 @pytest.mark.parametrize(
     "dims",
     [(-1, -5, 4), (2**31 - 1, 2**31 - 1, 2**31 - 1), (-(2**31), 1, 1)],
