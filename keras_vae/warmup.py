@@ -72,3 +72,7 @@ class KLWarmup(keras.callbacks.Callback):
 
     def get_config(self):
         return {"duration": self.duration, "unit": self.unit, "start": self.start}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 from scipy import stats
 
 import keras_vae
@@ -101,3 +102,46 @@ def test_learned_is_the_same_as_none_and_saved_as_none(learned):
 def test_unknown_sigma_word_says_what_is_accepted():
     with pytest.raises(ValueError, match=r"or 'learned' .*received sigma='learn'"):
         likelihoods.Gaussian((2,), sigma="learn")
+
+
+def _continuous_bernoulli_log_density(x, logits):
+    """log C(lambda) + x log lambda + (1 - x) log(1 - lambda), in float64 from the formula."""
+    lam = 1 / (1 + np.exp(-logits.astype("float64")))
+    log_c = np.log(2 * np.arctanh(1 - 2 * lam) / (1 - 2 * lam))
+    return x * np.log(lam) + (1 - x) * np.log(1 - lam) + log_c
+
+
+def test_continuous_bernoulli_log_density_matches_the_formula_and_tfp():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(scale=3, size=(6, 4, 2)).astype("float32")
+    x = rng.uniform(size=(6, 4, 2)).astype("float32")
+    lik = likelihoods.ContinuousBernoulli(event_ndims=2)
+    expected = _continuous_bernoulli_log_density(x, logits).sum(axis=(1, 2))
+    np.testing.assert_allclose(lik.log_prob(x, logits), expected, rtol=1e-4, atol=1e-4)
+    tfp_value = tfp.distributions.ContinuousBernoulli(logits=logits).log_prob(x)
+    np.testing.assert_allclose(lik.log_prob(x, logits), tf.reduce_sum(tfp_value, [1, 2]), rtol=1e-6)
+    # A density, unlike the Bernoulli's cross-entropy: it integrates to 1 over [0, 1].
+    grid = (np.arange(20000, dtype="float32") + 0.5) / 20000
+    for logit in (-4.0, 0.3, 6.0):
+        density = np.exp(likelihoods.ContinuousBernoulli(0).log_prob(grid, np.float32(logit)))
+        assert np.mean(density) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_continuous_bernoulli_normalizer_is_stable_at_one_half():
+    # lambda = 1/2 (logit 0) is 0/0 in the formula: C = 2, so the density is 2 * 0.5 = 1, the
+    # uniform one, for any x.
+    lik = likelihoods.ContinuousBernoulli(event_ndims=1)
+    logits = np.array([[-1e-2, -1e-4, -1e-7, 0.0, 1e-7, 1e-4, 1e-2]], "float32").T
+    values = lik.log_prob(np.full_like(logits, 0.3), logits).numpy()
+    assert np.all(np.isfinite(values))
+    np.testing.assert_allclose(values, 0.0, atol=3e-3)
+    assert np.all(np.abs(np.diff(values)) < 2e-3)  # no jump across 1/2
+    means = lik.mean(logits).numpy()
+    np.testing.assert_allclose(means, 0.5, atol=2e-3)
+    assert np.all(np.diff(means[:, 0]) >= 0)  # the mean rises with the logit
+
+
+def test_continuous_bernoulli_is_built_by_name_and_serializes():
+    lik = likelihoods.make_likelihood("continuous_bernoulli", (8, 8, 1))
+    assert isinstance(lik, likelihoods.ContinuousBernoulli) and lik.requires_unit_interval
+    assert_config_round_trip(lik, event_ndims=3)

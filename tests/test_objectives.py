@@ -54,3 +54,44 @@ def test_negative_elbo_weights_the_kl_by_beta():
 
 def test_bits_per_dim():
     np.testing.assert_allclose(objectives.nats_to_bits_per_dim(64 * np.log(2.0), 64), 1.0)
+
+
+def test_kl_per_dimension_sums_to_the_kl():
+    rng = np.random.default_rng(2)
+    mu = rng.normal(size=(4, 3)).astype("float32")
+    s = rng.uniform(0.1, 2.0, size=(4, 3)).astype("float32")
+    posterior = tfd.MultivariateNormalDiag(mu, s)
+    per_dim = objectives.kl_per_dimension(posterior).numpy()
+    np.testing.assert_allclose(per_dim, 0.5 * (mu**2 + s**2 - 1 - np.log(s**2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        per_dim.sum(axis=1), objectives.kl_to_standard_normal(posterior), rtol=1e-6
+    )
+
+
+def test_free_bits_floor_each_dimensions_batch_mean():
+    kl = tf.constant([[0.1, 2.0, 0.0], [0.3, 1.0, 0.0]])  # batch means 0.2, 1.5, 0
+    assert objectives.free_bits_kl(kl, 0.5).numpy() == np.float32(0.5 + 1.5 + 0.5)
+    # lambda = 0 is the plain batch mean of the KL.
+    assert objectives.free_bits_kl(kl, 0.0).numpy() == np.float32(1.7)
+
+
+def test_iwae_term_is_the_reconstruction_at_k1_and_tightens_with_k():
+    rng = np.random.default_rng(3)
+    log_px, log_pz, log_qz = (tf.constant(rng.normal(size=(1, 5)), tf.float32) for _ in "abc")
+    # K = 1: T = -log P(X|z), so T + KL is exactly the negative ELBO for the same noise.
+    np.testing.assert_allclose(
+        objectives.iwae_reconstruction_term(log_px, log_pz, log_qz), -log_px[0], rtol=1e-6
+    )
+    # T + mean(log q - log p) is -log mean_k w_k; by Jensen it is <= the mean of -log w_k.
+    many = [tf.constant(rng.normal(size=(8, 5)), tf.float32) for _ in "abc"]
+    t = objectives.iwae_reconstruction_term(*many)
+    bound = t - tf.reduce_mean(many[1] - many[2], axis=0)
+    elbo_like = -tf.reduce_mean(objectives.importance_log_weights(*many), axis=0)
+    assert np.all(bound.numpy() <= elbo_like.numpy() + 1e-6)
+
+
+def test_active_units_count_dimensions_whose_mean_varies():
+    means = np.stack([np.linspace(-1, 1, 50), np.full(50, 0.3), np.linspace(0, 0.1, 50)], axis=1)
+    count, variances = objectives.active_units(means, threshold=0.01)
+    assert count == 1
+    np.testing.assert_allclose(variances, means.var(axis=0), rtol=1e-5, atol=1e-9)

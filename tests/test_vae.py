@@ -403,3 +403,73 @@ def test_unscaled_validation_data_is_refused_before_training(digits):
     with pytest.raises(ValueError, match=r"needs pixels in \[0, 1\]; received min 0 and max 255"):
         vae.fit(images[:16], validation_data=(images[:16] * 255,), verbose=0)
     assert vae.optimizer.iterations.numpy() == 0
+
+
+def _same_weights(kwargs_a, kwargs_b, x):
+    a = small_vae(seed=3, **kwargs_a)
+    b = small_vae(seed=3, **kwargs_b)
+    a(x[:2]), b(x[:2])
+    b.set_weights(a.get_weights())
+    return a, b
+
+
+def test_iwae_with_k1_is_the_elbo_objective_for_the_same_noise(binary_digits):
+    x = binary_digits[0][:32]
+    elbo, iwae = _same_weights({}, {"objective": "iwae", "k": 1}, x)
+    a, b = elbo._objective(x, training=False), iwae._objective(x, training=False)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-5)  # the objective
+    np.testing.assert_allclose(a[2], b[2], rtol=1e-5)  # -log P(X|z) per example
+    np.testing.assert_allclose(a[3], b[3], rtol=1e-6)  # the KL
+
+
+def test_iwae_bound_is_tighter_than_the_elbo_on_a_trained_model(trained_digits_vae, binary_digits):
+    vae, _, _ = trained_digits_vae
+    _, x_test = binary_digits
+    iwae = keras_vae.VAE.from_config({**vae.get_config(), "objective": "iwae", "k": 20})
+    iwae(x_test[:2])
+    iwae.set_weights(vae.get_weights())
+    iwae.compile(optimizer="adam")
+    bound = iwae.evaluate(x_test, batch_size=64, verbose=0, return_dict=True)
+    elbo = vae.evaluate(x_test, batch_size=64, verbose=0, return_dict=True)
+    # -L_20 <= -ELBO, reported under the bound's own name; the loss is that bound.
+    assert bound["negative_iwae_k20"] < elbo["loss"] - 0.1
+    assert bound["loss"] == pytest.approx(bound["negative_iwae_k20"], rel=1e-5)
+    assert bound["kl_loss"] == pytest.approx(elbo["kl_loss"], rel=1e-3)
+
+
+def test_free_bits_change_the_objective_but_not_the_reported_kl(binary_digits):
+    x = binary_digits[0][:64]
+    plain, floored = _same_weights({}, {"free_bits": 5.0}, x)
+    objective_a, _, reconstruction, kl = plain._objective(x, training=False)
+    objective_b, _, _, kl_b = floored._objective(x, training=False)
+    np.testing.assert_allclose(kl, kl_b, rtol=1e-6)  # the true KL, whatever the floor
+    per_dim = np.mean(objectives.kl_per_dimension(floored.posterior(x)).numpy(), axis=0)
+    assert np.all(per_dim < 5.0)  # every dimension below the floor: it counts 5 nats each
+    np.testing.assert_allclose(objective_b, np.mean(reconstruction) + 3 * 5.0, rtol=1e-5)
+    assert objective_b > objective_a
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"objective": "iwae", "beta": 0.5}, "beta=1"), ({"objective": "iwae", "free_bits": 1.0},
+     "free bits"), ({"k": 3}, "applies to objective='iwae'"), ({"objective": "vi"}, "Unknown "
+     "objective"), ({"free_bits": -1.0}, "free_bits must be"), ({"k": 0, "objective": "iwae"},
+     "k must be")],
+)  # fmt: skip
+def test_bad_objective_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        small_vae(**kwargs)
+
+
+def test_new_arguments_round_trip_through_config_and_keras_files(tmp_path, digits):
+    images, _ = digits
+    vae = small_vae(
+        likelihood="continuous_bernoulli", objective="iwae", k=3, seed=1, activation="elu"
+    )
+    assert_config_round_trip(vae, objective="iwae", k=3, likelihood_name="continuous_bernoulli")
+    vae.compile(optimizer="adam")
+    vae.fit(images[:64], epochs=1, batch_size=32, verbose=0)
+    loaded = assert_keras_file_round_trip(vae, tmp_path / "vae.keras", images[:8])
+    assert loaded.metrics_names == vae.metrics_names
+    floored = small_vae(free_bits=0.25)
+    assert assert_config_round_trip(floored, free_bits=0.25).free_bits == 0.25
