@@ -12,6 +12,7 @@ Example:
 
 import importlib
 import os
+import shutil
 
 # Where a SavedModel written by keras-vae-export keeps its metadata (keras_vae.json).
 METADATA_PATH = os.path.join("assets.extra", "keras_vae.json")
@@ -31,9 +32,11 @@ _LAZY = {
     "check_model": "keras_vae.export.saved_model",
     "export_tflite": "keras_vae.export.tflite",
     "sidecar_path": "keras_vae.export.tflite",
+    "verify": "keras_vae.export.publish",
+    "ExportLockedError": "keras_vae.export.publish",
     "QUANTIZATIONS": "keras_vae.export.tflite",
 }
-_SUBMODULES = ("saved_model", "tflite", "cli")
+_SUBMODULES = ("saved_model", "tflite", "cli", "publish")
 
 
 def __getattr__(name):
@@ -49,15 +52,36 @@ def tflite_path(out_dir, name="vae", version=1, quantize="float32"):
     return os.path.join(os.fspath(out_dir), TFLITE_DIR, f"{name}-v{version}-{quantize}.tflite")
 
 
+# TF Serving parses version folders as int64; the signatures count examples in int32.
+MAX_VERSION = 2**63 - 1
+MAX_COUNT = 2**31 - 1
+
+
 def check_version(version, label="version"):
-    """`version` if it is an integer >= 1: TF Serving orders numeric version folders and serves
-    the highest, and a version 0 is easily a mistake (an unset counter, a default)."""
+    """`version` if it is an integer in 1..2**63-1: TF Serving orders numeric version folders
+    (as int64) and serves the highest, and a version 0 is easily a mistake (an unset counter)."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(
             f"{label} must be an integer >= 1; received {version!r}. TF Serving serves the "
             "highest numbered version folder: start at 1 and count up."
         )
+    if version > MAX_VERSION:
+        raise ValueError(
+            f"{label} must be at most {MAX_VERSION} (TF Serving reads versions as int64); "
+            f"received {version}. Count versions up from 1."
+        )
     return version
+
+
+def check_count(value, label):
+    """`value` if it is an integer in 1..2**31-1: `max_samples`, `max_batch` and `iw_samples`
+    are compared with the int32 counts of a request inside the graph."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise ValueError(
+            f"{label} must be an integer >= 1 and <= {MAX_COUNT} (the served model counts in "
+            f"int32); received {label}={value!r}."
+        )
+    return value
 
 
 def check_out_dir(out_dir, label="out_dir"):
@@ -175,7 +199,12 @@ def export_all(
     """Writes the SavedModel (`out_dir/<name>/<version>/`) and one `.tflite` per quantization.
 
     `out_dir` is TF Serving's base path; the TFLite files and their sidecar JSON go to
-    `out_dir/tflite/`.
+    `out_dir/tflite/`. One version is one model: everything is written under temporary names
+    and published together (see `keras_vae.export.publish`), so a failed, interrupted or killed
+    export never leaves a version whose TFLite files belong to another model; the SavedModel's
+    metadata lists its TFLite files with their SHA-256 (`export.verify` checks them). Rerun
+    after a kill, the same call finishes the export; rerun after it completed, it does nothing.
+    One export at a time writes to `out_dir`: a second one fails at once (`ExportLockedError`).
 
     Args:
         model: keras_vae.VAE. A built (normally trained) model.
@@ -196,13 +225,18 @@ def export_all(
     Returns:
         dict: `{"saved_model": path, "tflite_<quantization>": path, ...}`.
     """
-    from keras_vae.export.saved_model import check_model, export_saved_model
-    from keras_vae.export.tflite import check_quantization, export_tflite
+    from keras_vae.export import publish
+    from keras_vae.export.saved_model import check_model, check_name, commit, read_metadata
+    from keras_vae.export.tflite import check_quantization
 
     # Every argument is checked before the first file is written: a rejected export leaves
     # nothing behind, and its retry needs no --overwrite.
     check_model(model)
+    check_name(name)
     check_version(version)
+    check_count(max_samples, "max_samples")
+    check_count(iw_samples, "iw_samples")
+    check_count(max_batch, "max_batch")
     check_out_dir(out_dir)
     if isinstance(quantizations, str):
         quantizations = (quantizations,)
@@ -213,31 +247,98 @@ def export_all(
         representative_data = check_representative_data(
             representative_data, model.data_shape, model.likelihood_name
         )
+    out_dir = os.fspath(out_dir)
+    target = os.path.join(out_dir, name, str(version))
     targets = {q: tflite_path(out_dir, name, version, q) for q in quantizations}
-    if not overwrite:
+    paths = {"saved_model": target, **{f"tflite_{q}": p for q, p in targets.items()}}
+    limits = {"max_samples": max_samples, "iw_samples": iw_samples, "max_batch": max_batch}
+    with publish.locked(out_dir):
+        # A killed export may have committed its SavedModel but not moved its TFLite files.
+        publish.repair(out_dir, name)
+        digest = _fingerprint(model, name, version, quantizations, limits, representative_data)
+        if os.path.exists(target) and not overwrite:
+            if read_metadata(target).get("export_fingerprint") == digest:
+                publish.verify(out_dir, name, version)
+                return paths  # the same export, already complete (a rerun): nothing to do
+            raise FileExistsError(
+                f"{target!r} already exists. Pass overwrite=True (--overwrite) to replace it, "
+                "or choose a new version."
+            )
         existing = [p for p in targets.values() if os.path.exists(p)]
-        if existing:
+        if existing and not overwrite:
             raise FileExistsError(
                 f"{existing[0]!r} already exists. Pass overwrite=True (--overwrite) to replace it, "
                 "or choose a new version."
             )
-    paths = {
-        "saved_model": export_saved_model(
-            model,
-            out_dir,
-            name,
-            version,
-            overwrite,
-            max_samples=max_samples,
-            iw_samples=iw_samples,
-            max_batch=max_batch,
+        temp, staging = _stage(
+            model, out_dir, name, version, targets, digest, limits, representative_data
         )
-    }
-    for q, path in targets.items():
-        paths[f"tflite_{q}"] = export_tflite(
-            paths["saved_model"], path, quantize=q, representative_data=representative_data
-        )
+        committed = []
+        try:
+            commit(temp, out_dir, name, version, overwrite, committed)
+        finally:
+            # Before the commit the staged files are nobody's; after it they are the version's,
+            # kept for publish.repair should publishing have failed.
+            if staging is not None and not committed:
+                shutil.rmtree(staging, ignore_errors=True)
+            if os.path.exists(temp):
+                shutil.rmtree(temp, ignore_errors=True)
     return paths
+
+
+def _fingerprint(model, name, version, quantizations, limits, representative_data):
+    from keras_vae.export import publish
+
+    options = {"name": name, "version": version, "quantizations": sorted(set(quantizations))}
+    return publish.fingerprint(model, {**options, **limits}, representative_data)
+
+
+def _stage(model, out_dir, name, version, targets, digest, limits, representative_data):
+    """Steps 3 of `keras_vae.export.publish`: the SavedModel in a temporary folder, its TFLite
+    files converted from it into a staging folder, and the metadata that lists them.
+
+    Returns `(temporary SavedModel, staging folder or None)`; on failure removes both.
+    """
+    from keras_vae.export import publish
+    from keras_vae.export.saved_model import (
+        _temp_name,
+        read_metadata,
+        remove_stale_temps,
+        stage_saved_model,
+    )
+    from keras_vae.export.tflite import export_tflite, sidecar_path
+
+    extra = {"export_fingerprint": digest, "tflite": {}}
+    temp = stage_saved_model(model, out_dir, name, version, **limits, extra_metadata=extra)
+    tflite_dir = os.path.join(out_dir, TFLITE_DIR)
+    staging = None
+    try:
+        if os.path.isdir(tflite_dir) or targets:
+            os.makedirs(tflite_dir, exist_ok=True)
+            remove_stale_temps(tflite_dir)
+        if targets:
+            staging = _temp_name(tflite_dir, "staging")
+            os.mkdir(staging)
+        for q, path in targets.items():
+            # Converted from the staged SavedModel: the one this version will hold.
+            staged = export_tflite(
+                temp,
+                os.path.join(staging, os.path.basename(path)),
+                quantize=q,
+                representative_data=representative_data,
+            )
+            for file in (staged, sidecar_path(staged)):
+                extra["tflite"][os.path.basename(file)] = {
+                    "sha256": publish.sha256(file),
+                    "staged": os.path.relpath(file, tflite_dir),
+                }
+        publish.write_metadata(temp, {**read_metadata(temp), **extra})
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return temp, staging
 
 
 __all__ = [
@@ -246,6 +347,10 @@ __all__ = [
     "DEFAULT_MAX_SAMPLES",
     "QUANTIZATIONS",
     "QUANTIZATION_NAMES",
+    "ExportLockedError",
+    "MAX_COUNT",
+    "MAX_VERSION",
+    "check_count",
     "check_model",
     "check_out_dir",
     "check_representative_data",
@@ -257,4 +362,5 @@ __all__ = [
     "read_metadata",
     "sidecar_path",
     "tflite_path",
+    "verify",
 ]

@@ -100,25 +100,47 @@ def model_path(model_or_run_dir):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    try:
+        return _export(args)
+    except KeyboardInterrupt:
+        # Anything staged was removed on the way out, and a commit that had begun was finished
+        # first: no version is left half-written, whenever Ctrl-C came.
+        print(
+            "keras-vae-export: interrupted; no version was left half-written. Rerun the same "
+            "command to export.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _export(args):
     # Imported after parsing: --help and flag errors answer without loading TensorFlow.
+    from keras_vae import export
     from keras_vae.training import console
 
+    quantizations = args.quantize or (["float32"] if args.tflite else [])
+    try:
+        # The flags are checked before TensorFlow starts, the files before the model is loaded
+        # and anything is written: a rejected export leaves nothing behind, and its retry needs
+        # no --overwrite.
+        export.check_version(args.version, "--version")
+        export.check_count(args.max_samples, "--max-samples")
+        export.check_count(args.max_batch, "--max-batch")
+        export.check_count(args.iw_samples, "--iw-samples")
+        path = model_path(args.model)
+        export.check_out_dir(args.out, "--out")
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        print(f"keras-vae-export: error: {console.one_line(e)}", file=sys.stderr)
+        return 2
     console.start_tensorflow()
     import keras
     import tensorflow as tf
 
     import keras_vae  # noqa: F401  (registers the VAE classes for load_model)
-    from keras_vae import export
 
-    quantizations = args.quantize or (["float32"] if args.tflite else [])
     try:
-        # The flags and files are checked before the model is loaded and anything is written:
-        # a rejected export leaves nothing behind, and its retry needs no --overwrite.
-        path = model_path(args.model)
-        export.check_version(args.version, "--version")
-        export.check_out_dir(args.out, "--out")
         target = os.path.join(args.out, args.name, str(args.version))
-        if os.path.exists(target) and not args.overwrite:
+        if os.path.exists(target) and not args.overwrite and not _may_be_a_rerun(target):
             # Checked again by the export; here it answers before the model is loaded.
             raise FileExistsError(
                 f"{target!r} already exists. Pass --overwrite to replace it, or choose a new "
@@ -154,12 +176,24 @@ def main(argv=None):
         print(f"keras-vae-export: error: {console.one_line(e)}", file=sys.stderr)
         return 2
     except (OSError, tf.errors.OpError) as e:
-        # Storage faults (unwritable folder, full disk): earlier versions are untouched.
+        # Storage faults (unwritable folder, full disk) and another export holding the folder:
+        # earlier versions are untouched.
         print(f"keras-vae-export: error: {console.one_line(e)}", file=sys.stderr)
         return 1
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0
+
+
+def _may_be_a_rerun(version_dir):
+    """Whether the existing version was written by keras-vae-export with a fingerprint: the same
+    command may then have written it (a rerun after a kill or a success is not refused)."""
+    from keras_vae.export.saved_model import read_metadata
+
+    try:
+        return bool(read_metadata(version_dir).get("export_fingerprint"))
+    except (OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

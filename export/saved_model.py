@@ -43,7 +43,9 @@ from keras_vae.export import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_SAMPLES,
     METADATA_PATH,
+    check_count,
     check_version,
+    publish,
 )
 
 # log_likelihood draws its importance samples from this fixed seed: the same request gives the
@@ -73,12 +75,6 @@ def check_model(model):
             f"Expected a keras_vae.VAE; received a {type(model).__name__}. The export needs the "
             "VAE's encode/decode/log_likelihood methods."
         )
-
-
-def _check_positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}.")
-    return value
 
 
 def check_name(name):
@@ -173,9 +169,9 @@ def build_archive(
 ):
     """A `keras.export.ExportArchive` with the five serving signatures of `model`."""
     check_model(model)
-    _check_positive_int(max_samples, "max_samples")
-    _check_positive_int(iw_samples, "iw_samples")
-    _check_positive_int(max_batch, "max_batch")
+    check_count(max_samples, "max_samples")
+    check_count(iw_samples, "iw_samples")
+    check_count(max_batch, "max_batch")
     latent_dim = int(model.latent_dim)
     x_spec = tf.TensorSpec((None, *model.data_shape), tf.float32, name="x")
     z_spec = tf.TensorSpec((None, latent_dim), tf.float32, name="z")
@@ -242,15 +238,6 @@ def build_archive(
     return archive
 
 
-def _write_json(path, payload):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(temp, path)
-
-
 def read_metadata(saved_model_dir):
     """The metadata written by `export_saved_model`, or a clear error for other folders."""
     path = os.path.join(saved_model_dir, METADATA_PATH)
@@ -281,7 +268,9 @@ def export_saved_model(
 
     The SavedModel is written to a temporary folder beside the target (named `.tmp-...`, which TF
     Serving ignores) and renamed into place, so a failure or a kill midway leaves no partial
-    version folder and never touches other versions.
+    version folder and never touches other versions. The version then has no TFLite files:
+    replacing a version removes the ones of the model it replaced (`export_all` writes both).
+    One export at a time writes to `base_dir` (a lock; a second one fails at once).
 
     Args:
         model: keras_vae.VAE. A built (normally trained) model.
@@ -304,27 +293,64 @@ def export_saved_model(
     check_model(model)
     check_name(name)
     check_version(version)
-    model_dir = os.path.join(os.fspath(base_dir), name)
-    target = os.path.join(model_dir, str(version))
-    if os.path.exists(target) and not overwrite:
-        raise FileExistsError(
-            f"{target!r} already exists. Pass overwrite=True (--overwrite) to replace it, or "
-            "choose a new version."
+    check_count(max_samples, "max_samples")
+    check_count(iw_samples, "iw_samples")
+    check_count(max_batch, "max_batch")
+    base_dir = os.fspath(base_dir)
+    target = os.path.join(base_dir, name, str(version))
+    with publish.locked(base_dir):
+        publish.repair(base_dir, name)
+        if os.path.exists(target) and not overwrite:
+            raise FileExistsError(
+                f"{target!r} already exists. Pass overwrite=True (--overwrite) to replace it, or "
+                "choose a new version."
+            )
+        temp = stage_saved_model(
+            model, base_dir, name, version, max_samples, iw_samples, max_batch, {"tflite": {}}
         )
+        try:
+            commit(temp, base_dir, name, version, overwrite)
+        finally:
+            if os.path.exists(temp):
+                shutil.rmtree(temp, ignore_errors=True)
+    return target
+
+
+def stage_saved_model(
+    model, base_dir, name, version, max_samples, iw_samples, max_batch, extra_metadata=None
+):
+    """Writes the SavedModel to a temporary folder in `base_dir/<name>/`; returns its path.
+
+    `extra_metadata` is merged into the metadata (the caller's record of TFLite files).
+    """
     archive = build_archive(model, max_samples, iw_samples, max_batch)
+    model_dir = os.path.join(base_dir, name)
     os.makedirs(model_dir, exist_ok=True)
     remove_stale_temps(model_dir)
     temp = _temp_name(model_dir, f"v{version}")
     try:
         archive.write_out(temp, verbose=False)
-        _write_json(
-            os.path.join(temp, METADATA_PATH),
-            metadata(model, name, version, max_samples, iw_samples, max_batch),
-        )
+        meta = metadata(model, name, version, max_samples, iw_samples, max_batch)
+        publish.write_metadata(temp, {**meta, **(extra_metadata or {})})
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return temp
+
+
+def commit(temp, base_dir, name, version, overwrite, committed=None):
+    """Moves the staged SavedModel `temp` into place and publishes its TFLite files.
+
+    Ctrl-C waits until both are done. `committed`, a list, gets True appended once the
+    version folder is the new one (from then on its staged TFLite files must be kept for
+    `publish.repair` if publishing fails).
+    """
+    target = os.path.join(base_dir, name, str(version))
+    with publish.interrupts_deferred():
         _move_into_place(temp, target, overwrite)
-    finally:
-        if os.path.exists(temp):
-            shutil.rmtree(temp, ignore_errors=True)
+        if committed is not None:
+            committed.append(True)
+        publish.publish(base_dir, name, version)
     return target
 
 

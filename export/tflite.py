@@ -199,6 +199,8 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
         "data_shape": data_shape,
         "output_shape": [-1, *data_shape],
         "likelihood": meta["likelihood"],
+        # Pairs the file with its SavedModel (null when converted from an export_saved_model).
+        "export_fingerprint": meta.get("export_fingerprint"),
         "max_samples": meta["max_samples"],
         # decode refuses more latents per call (older exports had no cap: null).
         "max_batch": meta.get("max_batch"),

@@ -156,3 +156,27 @@ def test_representative_data_may_be_an_npz(run_dir, tmp_path):
     assert cli.main([*argv, "--representative-data", str(tmp_path / "x.npz")]) == 0
     meta = json.loads((out / "tflite" / "vae-v1-int8.json").read_text())
     assert meta["decode_error_on_data"]["examples"] == 16
+
+
+def test_out_of_range_numbers_fail_clearly_before_loading(run_dir, tmp_path, capsys):
+    # --version 2**70 was accepted (TF Serving reads versions as int64), and --max-samples 2**31
+    # failed deep in the graph with "Input 'y' of 'LessEqual' Op has type int64".
+    out = tmp_path / "o"
+    cases = {
+        ("--version", str(2**70)): "--version must be at most 9223372036854775807 (TF Serving",
+        ("--max-samples", str(2**31)): "--max-samples must be an integer >= 1 and <= 2147483647",
+        ("--max-batch", "0"): "--max-batch must be an integer >= 1 and <= 2147483647",
+        ("--iw-samples", str(2**40)): "--iw-samples must be an integer >= 1 and <= 2147483647",
+    }
+    for flag, said in cases.items():
+        assert cli.main([str(run_dir), "--out", str(out), *flag]) == 2, flag
+        captured = capsys.readouterr()
+        assert said in captured.err and captured.err.count("\n") == 1, captured.err
+        assert "Loading" not in captured.out
+    from keras_vae import export
+
+    with pytest.raises(ValueError, match="max_samples must be an integer >= 1 and <= 2147483647"):
+        export.export_all(vae(), out, max_samples=2**31)
+    with pytest.raises(ValueError, match="version must be at most 9223372036854775807"):
+        export.export_saved_model(vae(), out, version=2**63)
+    assert not out.exists()
