@@ -329,3 +329,34 @@ def test_a_folder_of_test_idx_files_only_exits_2_with_one_line(tmp_path, capsys)
     assert "holds only test IDX files (t10k-images-idx3-ubyte)" in err
     assert "needs the training images train-images-idx3-ubyte[.gz]" in err
     assert not run_dir.exists()  # the data is checked before the run folder is made
+
+
+def test_objective_and_network_flags_round_trip_through_config_json(tmp_path):
+    args = cli.build_parser().parse_args(
+        ["--objective", "iwae", "--k", "5", "--warmup-epochs", "10", "--hidden-units", "400",
+         "--activation", "elu", "--likelihood", "continuous_bernoulli", "--filters", "16,32,64",
+         "--dense-units", "64"]
+    )  # fmt: skip
+    config = cli.config_from_args(args)
+    assert (config.objective, config.k, config.warmup_epochs) == ("iwae", 5, 10)
+    assert config.hidden_units == (400,) and config.filters == (16, 32, 64)
+    assert config.network_kwargs() == {"hidden_units": (400,), "activation": "elu"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    again = cli.config_from_args(cli.build_parser().parse_args(["--config", str(path)]))
+    assert again == config
+    assert json.loads(path.read_text())["hidden_units"] == [400]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--hidden-units", "0"], "positive integers"), (["--objective", "iwae", "--beta", "0.5"],
+     "--beta 1"), (["--k", "3"], "--objective iwae"), (["--free-bits", "-1"], "free_bits"),
+     (["--warmup-epochs", "-2"], "warmup_epochs")],
+)  # fmt: skip
+def test_bad_objective_flags_are_one_line_errors(flags, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(flags + ["--run-dir", "/nonexistent/never-written"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

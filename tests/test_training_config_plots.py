@@ -63,6 +63,9 @@ def test_the_cli_choices_are_the_library_registries():
 
     assert ARCHS == tuple(networks.ARCHITECTURES)
     assert LIKELIHOODS == tuple(likelihoods.LIKELIHOODS)
+    from keras_vae.training import config as training_config
+
+    assert training_config.OBJECTIVES == keras_vae.vae.OBJECTIVES
 
 
 def test_resumption_allows_more_epochs_but_not_another_model():
