@@ -217,7 +217,11 @@ def build_archive(
             count = tf.clip_by_value(num_samples, 1, max_samples)
             shape = tf.stack([count, latent_dim])
         repeatable = rng.standard_normal(shape, seed)
-        fresh = tf.random.normal(shape)
+        # Seeds 0 and 0 are the random ops' "unseeded": TF seeds the kernel from the OS when
+        # the model loads, TFLite's RANDOM_STANDARD_NORMAL from std::random_device. The raw op
+        # is needed: tf.random.normal traced after keras.utils.set_random_seed (the trainer's)
+        # bakes a seed in, and every new process then drew the same "fresh" samples.
+        fresh = tf.raw_ops.RandomStandardNormal(shape=shape, dtype=tf.float32, seed=0, seed2=0)
         z = tf.where(seed >= 0, repeatable, fresh)
         return {"x": as_float32(model.decode(z)), "z": z}
 
