@@ -254,7 +254,7 @@ def export_all(
     limits = {"max_samples": max_samples, "iw_samples": iw_samples, "max_batch": max_batch}
     with publish.locked(out_dir):
         # A killed export may have committed its SavedModel but not moved its TFLite files.
-        publish.repair(out_dir, name)
+        publish.repair(out_dir)
         digest = _fingerprint(model, name, version, quantizations, limits, representative_data)
         if os.path.exists(target) and not overwrite:
             if read_metadata(target).get("export_fingerprint") == digest:

@@ -16,8 +16,8 @@ are separate paths, and no file system renames several paths in one step. So an 
 
 Killed before 4, the version and its files are as they were, and the next export removes the
 temporaries. Killed between 4 and 5 (a few renames), the new SavedModel names its staged
-files, and the next export to `OUT` (whatever its version) moves them into place before
-anything else. `verify` says whether a version and its TFLite files belong together.
+files, and the next export to `OUT` (whatever its model and version) moves them into place
+before anything else. `verify` says whether a version and its TFLite files belong together.
 """
 
 import contextlib
@@ -82,8 +82,12 @@ def interrupts_deferred():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler set outside Python: it could not be restored
+        yield
+        return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
@@ -185,22 +189,35 @@ def publish(out_dir, name, version):
     return moved
 
 
-def repair(out_dir, name):
-    """Step 2: publishes every version of `out_dir/<name>` whose staged TFLite files are still
-    staged (its export was killed after the commit). Returns the versions repaired."""
-    model_dir = os.path.join(out_dir, name)
+def repair(out_dir, name=None):
+    """Step 2: publishes every version (of model `name`, or of every model in `out_dir`) whose
+    TFLite files are still staged: its export was killed after the commit. Returns the
+    `(name, version)` pairs repaired.
+
+    Every model's, by default: the staging folders of all models share `out_dir/tflite`, and
+    the cleanup that follows would otherwise delete files another model's version needs.
+    """
+    out_dir = os.fspath(out_dir)
     tflite_dir = os.path.join(out_dir, TFLITE_DIR)
-    if not os.path.isdir(model_dir):
-        return []
+    if name is None:
+        entries = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+        names = [e for e in entries if e != TFLITE_DIR and not e.startswith(".")]
+    else:
+        names = [name]
     repaired = []
-    for entry in sorted(os.listdir(model_dir)):
-        if not entry.isdigit():
+    for model in names:
+        model_dir = os.path.join(out_dir, model)
+        if not os.path.isdir(model_dir):
             continue
-        meta = _metadata(os.path.join(model_dir, entry))
-        files = (meta or {}).get("tflite") or {}
-        if any(os.path.lexists(os.path.join(tflite_dir, i["staged"])) for i in files.values()):
-            publish(out_dir, name, int(entry))
-            repaired.append(int(entry))
+        for entry in sorted(os.listdir(model_dir)):
+            if not entry.isdigit():
+                continue
+            meta = _metadata(os.path.join(model_dir, entry))
+            files = (meta or {}).get("tflite") or {}
+            staged = (os.path.join(tflite_dir, i["staged"]) for i in files.values())
+            if any(os.path.lexists(p) for p in staged):
+                publish(out_dir, model, int(entry))
+                repaired.append((model, int(entry)))
     return repaired
 
 

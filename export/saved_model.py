@@ -20,7 +20,8 @@ weighted estimate with `iw_samples` posterior samples and a fixed seed, so a req
 repeatable.
 
 The SavedModel is written to a temporary folder beside the target and renamed into place: TF
-Serving (which loads the highest numbered folder) never sees a half-written version.
+Serving (which loads the highest numbered folder) never sees a half-written version. With its
+TFLite files it is published as one (`keras_vae.export.publish`), one export per folder at a time.
 """
 
 import ctypes
@@ -303,7 +304,7 @@ def export_saved_model(
     base_dir = os.fspath(base_dir)
     target = os.path.join(base_dir, name, str(version))
     with publish.locked(base_dir):
-        publish.repair(base_dir, name)
+        publish.repair(base_dir)
         if os.path.exists(target) and not overwrite:
             raise FileExistsError(
                 f"{target!r} already exists. Pass overwrite=True (--overwrite) to replace it, or "

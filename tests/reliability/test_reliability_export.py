@@ -244,10 +244,15 @@ def test_a_kill_between_commit_and_publish_is_finished_by_the_next_export(tmp_pa
     shutil.rmtree(temp)
     with pytest.raises(ValueError, match="not the file exported with it; .*float16.* belongs to"):
         export.verify(out, "vae", 1)
-    # The same call again (without overwrite): the staged files are moved into place, the old
-    # model's float16 file is removed, and the export is then complete: nothing more to do.
-    export.export_all(model, out, quantizations=("float32",))
+    # The next export to the folder, even of another model, first moves the staged files into
+    # place and removes the old model's float16 file (before it cleans the staging area that
+    # all models share).
+    export.export_all(helpers.tiny_vae(), out, name="other", quantizations=())
     export.verify(out, "vae", 1)
+    # The same call again (without overwrite) then finds the export complete: nothing to do.
+    assert export.export_all(model, out, quantizations=("float32",))["saved_model"] == str(
+        out / "vae" / "1"
+    )
     assert sorted(os.listdir(out / "tflite")) == ["vae-v1-float32.json", "vae-v1-float32.tflite"]
     z = np.array([[0.5, -1.0], [2.0, 0.0]], np.float32)
     np.testing.assert_allclose(
