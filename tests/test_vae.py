@@ -4,8 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_vae
-from keras_vae import objectives
-from keras_vae import vae as vae_module
+from keras_vae import inference, objectives
 from tests.conftest import ring_points
 from tests.contracts import assert_config_round_trip, assert_keras_file_round_trip
 
@@ -107,7 +106,7 @@ def test_eager_decode_is_traced_once_and_follows_training(digits):
     after = vae.decode(z).numpy()
     assert not np.allclose(before, after)  # the traced decode reads the trained weights
     np.testing.assert_allclose(after, tf.sigmoid(vae.decoder(z)), atol=1e-6)
-    assert vae_module._eager_decoder(vae).experimental_get_tracing_count() <= 2
+    assert inference._eager_decoder(vae).experimental_get_tracing_count() <= 2
 
 
 def test_eager_decoder_cache_does_not_keep_models_alive():
@@ -116,7 +115,7 @@ def test_eager_decoder_cache_does_not_keep_models_alive():
 
     vae = small_vae()
     vae.decode(np.zeros((1, 3), "float32"))
-    assert vae in vae_module._EAGER_DECODERS
+    assert vae in inference._EAGER_DECODERS
     ref = weakref.ref(vae)
     del vae
     gc.collect()

@@ -243,6 +243,13 @@ class TrainConfig:
         check_int("dense_units", self.dense_units, 1)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_int("warmup_epochs", self.warmup_epochs, 0)
+        self._check_combinations()
+        if self.verbose not in VERBOSITY:
+            raise ConfigError(f"verbose must be 0, 1 or 2; received {self.verbose!r}.")
+        return self
+
+    def _check_combinations(self):
+        """Settings that are fine alone but not together; raises `ConfigError`."""
         if self.objective == "elbo" and self.k != 1:
             raise ConfigError(
                 f"--k {self.k} (importance samples) applies to --objective iwae; add it or drop --k."
@@ -289,9 +296,6 @@ class TrainConfig:
             raise ConfigError(
                 "--arch conv needs images; a .csv table holds vectors. Use --arch mlp."
             )
-        if self.verbose not in VERBOSITY:
-            raise ConfigError(f"verbose must be 0, 1 or 2; received {self.verbose!r}.")
-        return self
 
 
 def read_config(path):

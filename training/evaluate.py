@@ -103,18 +103,11 @@ def evaluate(
     import numpy as np
 
     from keras_vae import estimators, objectives
-    from keras_vae.training.progress import Progress
 
     budget = memory_budget or estimators.DEFAULT_MEMORY_BUDGET
     dims = int(np.prod(model.data_shape))
     x = np.asarray(x, dtype="float32")
-    # One pass of the ELBO: a batch is as many examples as one chunk of the budget holds.
-    batch = min(256, estimators.pairs_per_chunk(model, 1, budget))
-    parts = [
-        _elbo_terms(model, x[start : start + batch], seed, step)
-        for step, start in enumerate(range(0, len(x), batch))
-    ]
-    terms = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    terms = _elbo_pass(model, x, seed, budget)
     negative_elbos = terms["reconstruction"] + terms["kl"]
     negative_elbo = float(np.mean(negative_elbos))
     active, variances = objectives.active_units(terms["mean"], ACTIVE_UNIT_THRESHOLD)
@@ -130,31 +123,56 @@ def evaluate(
         "posterior_mean_variance": [float(v) for v in np.asarray(variances)],
     }
     if iwae_samples:
-        k = int(iwae_samples)
         x = x[: len(x) if iwae_examples is None else int(iwae_examples)]
-        # A few chunks per call: progress stays fine-grained and every call runs full chunks.
-        step_examples = max(1, min(256, 4 * estimators.pairs_per_chunk(model, k, budget) // k))
-        bar = Progress(len(x), f"IWAE evaluation (K={k})", enabled=progress)
-        log_likelihood = []
-        for start in range(0, len(x), step_examples):
-            ll = model.log_likelihood(
-                x[start : start + step_examples], num_samples=k, seed=seed, memory_budget=budget
-            )
-            log_likelihood.append(np.asarray(ll))
-            bar.update(start + len(log_likelihood[-1]))
-        seconds = bar.close()
-        ll = float(np.mean(np.concatenate(log_likelihood)))
+        log_likelihood, seconds = _iwae_pass(model, x, int(iwae_samples), seed, budget, progress)
+        ll = float(np.mean(log_likelihood))
         metrics.update(
             iwae_log_likelihood=ll,
             # log P(X) - ELBO on the same examples: estimates KL(Q(z|X) || P(z|X)), the error
             # term of the VAE's central equation (biased low by the IWAE bound's own gap).
             inference_gap=ll + float(np.mean(negative_elbos[: len(x)])),
             iwae_bits_per_dim=objectives.nats_to_bits_per_dim(-ll, dims),
-            iwae_samples=k,
+            iwae_samples=int(iwae_samples),
             iwae_examples=int(len(x)),
             iwae_seconds=round(seconds, 3),
         )
     return metrics
+
+
+def _elbo_pass(model, x, seed, budget):
+    """`_elbo_terms` of all of `x`, concatenated: a batch is as many examples as one chunk of the
+    budget holds (one decode each)."""
+    import numpy as np
+
+    from keras_vae import estimators
+
+    batch = min(256, estimators.pairs_per_chunk(model, 1, budget))
+    parts = [
+        _elbo_terms(model, x[start : start + batch], seed, step)
+        for step, start in enumerate(range(0, len(x), batch))
+    ]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _iwae_pass(model, x, k, seed, budget, progress):
+    """The IWAE log-likelihood of each example of `x` with K = `k`, with progress; returns
+    `(log_likelihoods, seconds)`."""
+    import numpy as np
+
+    from keras_vae import estimators
+    from keras_vae.training.progress import Progress
+
+    # A few chunks per call: progress stays fine-grained and every call runs full chunks.
+    step_examples = max(1, min(256, 4 * estimators.pairs_per_chunk(model, k, budget) // k))
+    bar = Progress(len(x), f"IWAE evaluation (K={k})", enabled=progress)
+    log_likelihood = []
+    for start in range(0, len(x), step_examples):
+        ll = model.log_likelihood(
+            x[start : start + step_examples], num_samples=k, seed=seed, memory_budget=budget
+        )
+        log_likelihood.append(np.asarray(ll))
+        bar.update(start + len(log_likelihood[-1]))
+    return np.concatenate(log_likelihood), bar.close()
 
 
 def _elbo_terms(model, batch, seed, step):
@@ -224,33 +242,59 @@ def _parser():
     return parser
 
 
+class _Refused(Exception):
+    """A bad argument or file: one line on stderr and exit status 2."""
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    try:
+        return _command(args)
+    except _Refused as e:
+        print(f"keras-vae-evaluate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nkeras-vae-evaluate: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _settings(args):
+    """The model path, the run's config.json (if any) and the data, split and seed to use, all
+    checked before TensorFlow starts; raises `_Refused`."""
     path = args.model
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     if not os.path.isfile(path):
-        print(f"keras-vae-evaluate: error: no model file at {args.model!r}.", file=sys.stderr)
-        return 2
+        raise _Refused(f"no model file at {args.model!r}.")
     run_config = {}
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            run_config = json.load(f)
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                run_config = json.load(f)
+        except (OSError, ValueError, RecursionError) as e:
+            raise _Refused(f"cannot read {config_path}: {' '.join(str(e).split())}.") from None
+        if not isinstance(run_config, dict):
+            raise _Refused(f"{config_path} must hold a JSON object of the run's settings.")
     data = args.data or run_config.get("data")
     if data is None:
-        print(
-            "keras-vae-evaluate: error: pass --data (no config.json next to the model).",
-            file=sys.stderr,
-        )
-        return 2
-    test_split = (
-        args.test_split if args.test_split is not None else run_config.get("test_split", 0.2)
-    )
+        raise _Refused("pass --data (no config.json next to the model).")
+    test_split = args.test_split if args.test_split is not None else run_config.get("test_split")
     seed = args.seed if args.seed is not None else run_config.get("seed", 0)
+    limit = args.limit if args.limit is not None else run_config.get("limit")
+    if not (isinstance(test_split, (int, float)) and 0 < test_split < 1) and test_split is not None:
+        raise _Refused(f"--test-split must be a fraction in (0, 1); received {test_split!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise _Refused(f"--seed must be an integer in [0, 2**31); received {seed!r}.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
+        raise _Refused(f"--limit must be an integer >= 2; received {limit!r}.")
     if args.iwae_samples is not None and args.iwae_samples < 0:
-        print("keras-vae-evaluate: error: --iwae-samples must be >= 0.", file=sys.stderr)
-        return 2
+        raise _Refused("--iwae-samples must be >= 0.")
+    return path, run_config, data, 0.2 if test_split is None else test_split, seed, limit
+
+
+def _command(args):
+    path, run_config, data, test_split, seed, limit = _settings(args)
 
     from keras_vae.training import console
 
@@ -261,24 +305,19 @@ def main(argv=None):
     from keras_vae.training.data import DataError, binarize_once, load_dataset
 
     try:
-        limit = args.limit if args.limit is not None else run_config.get("limit")
         dataset = load_dataset(data, test_split=test_split, seed=seed, limit=limit)
     except DataError as e:
-        print(f"keras-vae-evaluate: error: {e}", file=sys.stderr)
-        return 2
+        raise _Refused(str(e)) from None
     try:
         model = keras.models.load_model(path)
     except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
-        print(f"keras-vae-evaluate: error: could not load {path!r}: {e}", file=sys.stderr)
-        return 2
+        raise _Refused(f"could not load {path!r}: {console.one_line(e)}") from None
     x = dataset.x_test
     if tuple(x.shape[1:]) != tuple(model.data_shape):
-        print(
-            f"keras-vae-evaluate: error: the model takes examples of shape {model.data_shape} but "
-            f"{data!r} holds {tuple(x.shape[1:])}.",
-            file=sys.stderr,
+        raise _Refused(
+            f"the model takes examples of shape {model.data_shape} but {data!r} holds "
+            f"{tuple(x.shape[1:])}."
         )
-        return 2
     if args.binarize or run_config.get("binarize"):
         x = binarize_once(x, seed)
     k, n = _plan(args, run_config, dataset)
@@ -297,7 +336,11 @@ def main(argv=None):
     if args.json:
         from keras_vae.training.files import atomic_write_text
 
-        atomic_write_text(args.json, text + "\n")
+        try:
+            atomic_write_text(args.json, text + "\n")
+        except OSError as e:  # a full disk, a folder: the writer names the file
+            print(f"keras-vae-evaluate: error: {console.one_line(e)}", file=sys.stderr)
+            return 1
     return 0
 
 
