@@ -9,6 +9,9 @@ a new setting is one line here.
 import dataclasses
 import json
 
+from keras_vae import precision
+from keras_vae.likelihoods import LIKELIHOODS as LIKELIHOOD_CLASSES
+from keras_vae.networks import ARCHITECTURES
 from keras_vae.training.checks import (  # noqa: F401  (NAMED_DATA: named here too)
     LOCAL_SUFFIXES,
     NAMED_DATA,
@@ -21,14 +24,13 @@ from keras_vae.training.checks import (  # noqa: F401  (NAMED_DATA: named here t
     parse_sigma,
     parse_units,
 )
+from keras_vae.vae import OBJECTIVES
 
-# The keys of keras_vae.networks.ARCHITECTURES and keras_vae.likelihoods.LIKELIHOODS, named
-# again because importing keras_vae loads Keras and TensorFlow (seconds) and `--help` and bad
-# flags answer without them; tests/test_training_config_plots.py checks they agree.
-ARCHS = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
-# keras_vae.vae.OBJECTIVES, for the same reason.
-OBJECTIVES = ("elbo", "iwae")
+# The library's registries: the flags' choices and the checks read them (importing the
+# package loads Keras anyway: keras_vae/__init__.py).
+ARCHS = tuple(ARCHITECTURES)
+LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
+PRECISIONS = precision.PRECISIONS
 ACTIVATIONS = ("relu", "elu", "gelu", "silu", "tanh", "softplus")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 VERBOSITY = (0, 1, 2)
@@ -47,6 +49,7 @@ RESUMABLE_CHANGES = (
     "verbose",
     "strategy",
     "devices",
+    "precision",
 )
 
 
@@ -91,6 +94,9 @@ class TrainConfig:
         batch_size: int. Global batch size (split over replicas).
         learning_rate: float. Adam's step size.
         seed: int. Seeds the weights, the split, the shuffling and the model's noise.
+        precision: str. "float32", "bfloat16", "float16" or "auto" (`keras_vae.precision`):
+            the Keras policy the networks train in. float32 by default, so that a run's numbers
+            do not depend on the processor; exports and held-out numbers are float32 always.
         strategy: str. "default" (one device), "mirrored" or "multi-worker".
         devices: str or None. Comma-separated devices for "mirrored", e.g. "/gpu:0,/gpu:1" or
             "/cpu:0,/cpu:1" (a CPU is split into that many logical devices).
@@ -150,6 +156,13 @@ class TrainConfig:
     batch_size: int = option(64, "training", "global batch (default {default})")
     learning_rate: float = option(1e-3, "training", "Adam step size (default {default:g})")
     seed: int = option(0, "training", "seed for weights, split, noise (default {default})")
+    precision: str = option(
+        "float32",
+        "training",
+        "float32 (default), bfloat16, float16 (loss-scaled) or auto: mixed bfloat16 where the "
+        "processor multiplies it natively, else float32",
+        choices=PRECISIONS,
+    )
     strategy: str = option(
         "default", "training", "tf.distribute strategy (default one device)", choices=STRATEGIES
     )
@@ -264,6 +277,7 @@ class TrainConfig:
         check_float("learning_rate", self.learning_rate, 0.0, strict=True)
         check_int("seed", self.seed, 0)
         check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.devices is not None:
             if self.strategy != "mirrored":
                 raise ConfigError(

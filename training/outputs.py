@@ -35,11 +35,18 @@ def write_chief_outputs(result, model, config, data, untrained, run_state):
         untrained: dict. The held-out metrics before training.
         run_state: training.callbacks.RunState. The fit's record (history.csv).
     """
+    from keras_vae import precision
+
+    # Pictures, held-out numbers and exports come from the float32 model, whatever the policy
+    # it trained in: what is served and what is reported are the same full-precision network.
+    model = precision.as_float32(model)
     out_dir, files = result["run_dir"], result["files"]
     files["logs/"] = os.path.join(out_dir, "logs")
     files["samples/"] = os.path.join(out_dir, "samples")
     files.update(_write_pictures(model, config, data, out_dir, run_state.history_path))
-    metrics, epochs_run = _write_metrics(model, config, data, untrained, run_state, out_dir)
+    metrics, epochs_run = _write_metrics(
+        model, config, data, untrained, run_state, out_dir, result.get("precision")
+    )
     files["metrics.json"] = os.path.join(out_dir, "metrics.json")
     if config.export:
         files.update(_export(model, os.path.join(out_dir, "export"), data.dataset.x_train))
@@ -88,7 +95,7 @@ def _write_pictures(model, config, data, out_dir, history_path):
     return files
 
 
-def _write_metrics(model, config, data, untrained, run_state, out_dir):
+def _write_metrics(model, config, data, untrained, run_state, out_dir, precision=None):
     """Evaluates the held-out set (IWAE as `evaluation_plan` sizes it to the training) and
     writes metrics.json; returns `(metrics, epochs in history.csv)`."""
     from keras_vae.training import callbacks as callbacks_lib
@@ -110,6 +117,7 @@ def _write_metrics(model, config, data, untrained, run_state, out_dir):
         "last_epoch": {k: float(v) for k, v in history[-1].items()} if history else None,
         "data": data.dataset.info,
         "likelihood": data.likelihood,
+        "precision": precision,  # requested, the Keras policy trained in, and why
         "units": "nats per example; bits_per_dim = nats / (dims * ln 2)",
     }
     atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")

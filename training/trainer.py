@@ -61,7 +61,8 @@ def train(config, run_dir, callbacks=None):
     Returns:
         dict with `run_dir`, `files` (name -> path of everything written), `metrics` (held-out),
         `untrained` (held-out metrics before training), `epochs_run` (the run's epochs in
-        all), `initial_epoch` (those it had before this process) and `is_chief`.
+        all), `initial_epoch` (those it had before this process), `precision` (the policy
+        trained in) and `is_chief`.
 
     Raises:
         ConfigError: a bad setting (before any work), or a config conflicting with the run to
@@ -80,7 +81,7 @@ def train(config, run_dir, callbacks=None):
     # The data before the run folder: unusable data stops the run before anything is written.
     data = _load_data(config, replicas)
     folder = run_folder.open_run_folder(os.path.abspath(run_dir), strategy, config)
-    model, initial_epoch = _build_model(config, data, strategy, folder.backup_dir)
+    model, initial_epoch, policy = _build_model(config, data, strategy, folder.backup_dir)
     untrained = None
     if folder.is_chief:
         untrained = outputs.untrained_metrics(
@@ -88,7 +89,9 @@ def train(config, run_dir, callbacks=None):
         )
     run_state, guard, fit_callbacks = _make_callbacks(config, folder, data, initial_epoch)
     if config.verbose:
-        print(_start_line(config, data, replicas, folder.out_dir, initial_epoch), flush=True)
+        print(
+            _start_line(config, data, replicas, folder.out_dir, initial_epoch, policy), flush=True
+        )
     seconds = _fit(model, config, data, initial_epoch, fit_callbacks + list(callbacks or []))
     _check_finite(guard, run_state, config)
     result = {
@@ -100,6 +103,7 @@ def train(config, run_dir, callbacks=None):
         # Epochs the run had before this process: the summary tells a resumed run (or a
         # finished one rerun) from a fresh one.
         "initial_epoch": initial_epoch,
+        "precision": {"requested": config.precision, "policy": policy[0], "reason": policy[1]},
     }
     if folder.is_chief:
         outputs.write_chief_outputs(result, model, config, data, untrained, run_state)
@@ -177,9 +181,13 @@ def _build_model(config, data, strategy, backup_dir):
     import keras
 
     import keras_vae
+    from keras_vae import precision
     from keras_vae.training import callbacks as callbacks_lib
 
-    with strategy.scope():
+    policy = precision.resolve_policy(
+        config.precision, precision.cpu_flags(), precision.gpu_devices()
+    )
+    with strategy.scope(), precision.policy_scope(policy[0]):
         # The data order and the noise have their own seeds, so this is all the global seed
         # decides.
         keras.utils.set_random_seed(config.seed)
@@ -204,7 +212,7 @@ def _build_model(config, data, strategy, backup_dir):
             steps_per_execution=_steps_per_execution(data.steps) if single else 1,
         )
         initial_epoch = callbacks_lib.restore(model, backup_dir)
-    return model, initial_epoch
+    return model, initial_epoch, policy
 
 
 def _make_callbacks(config, folder, data, initial_epoch):
@@ -235,13 +243,16 @@ def _make_callbacks(config, folder, data, initial_epoch):
     return run_state, guard, fit_callbacks
 
 
-def _start_line(config, data, replicas, out_dir, initial_epoch):
-    """What the run says before it starts: the data, the model, the replicas, the folder."""
+def _start_line(config, data, replicas, out_dir, initial_epoch, policy):
+    """What the run says before it starts: the data, the model, the precision, the replicas, the
+    folder."""
     info = data.dataset.info
     return (
         f"keras-vae-train: {info['name']} ({info['num_train']} train / {info['num_test']} "
         f"held-out, shape {tuple(info['shape'])}), {config.arch} latent_dim "
-        f"{config.latent_dim}, {data.likelihood}, {replicas} replica(s); run folder {out_dir}"
+        f"{config.latent_dim}, {data.likelihood}, {policy[0]}"
+        + (f" ({policy[1]})" if config.precision == "auto" else "")
+        + f", {replicas} replica(s); run folder {out_dir}"
         + (f"; resuming after epoch {initial_epoch - 1}" if initial_epoch else "")
     )
 
