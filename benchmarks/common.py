@@ -137,10 +137,11 @@ def training_flops(*models):
     return 3 * forward_flops(*models)
 
 
-def matmul_flops_per_second(n=2048, repeats=7, chain=4):
-    """Measured float32 dense-matmul FLOP/s: the median of `repeats` runs of `chain` n x n matmuls."""
-    a = tf.random.normal((n, n), seed=1)
-    b = tf.random.normal((n, n), seed=2) / math.sqrt(n)
+def matmul_flops_per_second(n=2048, repeats=7, chain=4, dtype="float32"):
+    """Measured dense-matmul FLOP/s in `dtype`: the median of `repeats` runs of `chain` n x n
+    matmuls."""
+    a = tf.cast(tf.random.normal((n, n), seed=1), dtype)
+    b = tf.cast(tf.random.normal((n, n), seed=2) / math.sqrt(n), dtype)
 
     @tf.function
     def run(a):
