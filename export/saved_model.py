@@ -24,21 +24,14 @@ Serving (which loads the highest numbered folder) never sees a half-written vers
 TFLite files it is published as one (`keras_vae.export.publish`), one export per folder at a time.
 """
 
-import ctypes
-import errno
 import json
-import math
 import os
-import re
 import shutil
-import socket
-import uuid
 
 import keras
-import tensorflow as tf
 
 import keras_vae
-from keras_vae import estimators, rng
+from keras_vae import estimators
 from keras_vae.export import (
     DEFAULT_IW_SAMPLES,
     DEFAULT_MAX_BATCH,
@@ -48,15 +41,13 @@ from keras_vae.export import (
     check_version,
     publish,
 )
-
-# log_likelihood draws its importance samples from this fixed seed: the same request gives the
-# same scores, which is what an anomaly threshold needs.
-LOG_LIKELIHOOD_SEED = 0
-SIGNATURES = ("serving_default", "encode", "decode", "sample", "log_likelihood")
-# Temporary folders start with a dot and are not numbers: TF Serving ignores them. They name their
-# host and process, so a later export can remove those left by a killed one.
-_TEMP_PREFIX = ".tmp-"
-_TEMP_PATTERN = re.compile(r"^\.tmp-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}-")
+from keras_vae.export.folders import (  # noqa: F401 (_exchange: re-exported for the tests)
+    _exchange,
+    _move_into_place,
+    _temp_name,
+    remove_stale_temps,
+)
+from keras_vae.export.signatures import LOG_LIKELIHOOD_SEED, SIGNATURES, signatures
 
 
 def check_model(model):
@@ -112,56 +103,6 @@ def metadata(model, name, version, max_samples, iw_samples, max_batch):
     }
 
 
-def _checked(tensor, name, spec, max_batch):
-    """`tensor` after a run-time check of its shape against `spec` (batch dimension free).
-
-    A loaded signature does not check shapes, and TF Serving feeds whatever a request holds: an
-    image of the wrong size could otherwise pass through a convolutional encoder unnoticed.
-    Everything here is computed from the fed tensor at run time: `tf.rank`, or the length of
-    `tf.shape`, would be folded to the signature's static rank, and Grappler may delete the
-    final reshape as redundant for the same reason, so the data reaches the model through an
-    identity that waits for the check.
-    """
-    want = [int(d) for d in spec.shape[1:]]
-    got = tf.shape(tensor)
-    # Padded so that a tensor of another rank compares without a broadcasting error of its own.
-    padded = tf.concat([got[1:], tf.fill([len(want)], -1)], 0)[: len(want)]
-    batch = tf.reduce_prod(got[:1])  # 1 for a scalar, whose got[0] would not exist
-    # The rank counted from the shape's values (all >= 0), which no optimizer can know.
-    rank = tf.reduce_sum(tf.cast(tf.greater_equal(got, 0), tf.int32))
-    ok = tf.reduce_all(
-        tf.stack(
-            [
-                tf.equal(rank, len(want) + 1),
-                tf.reduce_all(tf.equal(padded, tf.constant(want, tf.int32))),
-                tf.equal(tf.size(tensor, out_type=tf.int32), batch * math.prod(want)),
-            ]
-        )
-    )
-    dims = ", ".join(map(str, want))
-    check = tf.debugging.Assert(
-        ok, [f"{name} must have shape (batch, {dims}) and dtype float32; received shape", got]
-    )
-    capped = tf.debugging.Assert(
-        batch <= max_batch,
-        [
-            f"{name}: at most {max_batch} examples per request (max_batch, fixed at export); "
-            "split the request. Received batch",
-            batch,
-        ],
-    )
-    with tf.control_dependencies([check, capped]):
-        checked = tf.identity(tensor)
-    # The converter drops assertions, so in TFLite this reshape is the check: its target has
-    # one row more than the tensor holds unless the shape is right and the batch within
-    # max_batch, so LiteRT refuses the request (a RuntimeError from RESHAPE) before any
-    # activation is allocated, instead of reading a [B, 3] or [B, 2, 1] tensor as [3B/2, 2] or
-    # [B, 2], or decoding a million latents until the process is killed. In TF the asserts
-    # above have already refused such a request with their message.
-    rows = tf.where(tf.logical_and(ok, batch <= max_batch), batch, batch + 1)
-    return tf.reshape(checked, tf.concat([tf.reshape(rows, [1]), want], 0))
-
-
 def build_archive(
     model,
     max_samples=DEFAULT_MAX_SAMPLES,
@@ -173,73 +114,10 @@ def build_archive(
     check_count(max_samples, "max_samples")
     check_count(iw_samples, "iw_samples")
     check_count(max_batch, "max_batch")
-    latent_dim = int(model.latent_dim)
-    x_spec = tf.TensorSpec((None, *model.data_shape), tf.float32, name="x")
-    z_spec = tf.TensorSpec((None, latent_dim), tf.float32, name="z")
-    int_spec = {
-        "num_samples": tf.TensorSpec((), tf.int32, name="num_samples"),
-        "seed": tf.TensorSpec((), tf.int32, name="seed"),
-    }
-
-    def as_float32(tensor):
-        return tf.cast(tensor, tf.float32)
-
-    def reconstruct(x):
-        return {
-            "reconstruction": as_float32(model.reconstruct(_checked(x, "x", x_spec, max_batch)))
-        }
-
-    def encode(x):
-        mean, scale = model.encode(_checked(x, "x", x_spec, max_batch))
-        return {"mean": as_float32(mean), "scale": as_float32(scale)}
-
-    def decode(z):
-        return {"x": as_float32(model.decode(_checked(z, "z", z_spec, max_batch)))}
-
-    def sample(num_samples, seed):
-        checks = [
-            tf.debugging.assert_greater_equal(
-                num_samples,
-                1,
-                message=f"sample: num_samples must be between 1 and {max_samples}",
-            ),
-            tf.debugging.assert_less_equal(
-                num_samples,
-                max_samples,
-                message=(
-                    f"sample: num_samples must be between 1 and {max_samples} (max_samples, "
-                    "fixed at export); ask for fewer per request"
-                ),
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            # The TFLite converter drops assertions and LiteRT has none: there the clamp is what
-            # keeps a request bounded (the asserts above have already refused it in TF).
-            count = tf.clip_by_value(num_samples, 1, max_samples)
-            shape = tf.stack([count, latent_dim])
-        repeatable = rng.standard_normal(shape, seed)
-        # Seeds 0 and 0 are the random ops' "unseeded": TF seeds the kernel from the OS when
-        # the model loads, TFLite's RANDOM_STANDARD_NORMAL from std::random_device. The raw op
-        # is needed: tf.random.normal traced after keras.utils.set_random_seed (the trainer's)
-        # bakes a seed in, and every new process then drew the same "fresh" samples.
-        fresh = tf.raw_ops.RandomStandardNormal(shape=shape, dtype=tf.float32, seed=0, seed2=0)
-        z = tf.where(seed >= 0, repeatable, fresh)
-        return {"x": as_float32(model.decode(z)), "z": z}
-
-    def log_likelihood(x):
-        x = _checked(x, "x", x_spec, max_batch)
-        ll = model.log_likelihood(x, num_samples=iw_samples, seed=LOG_LIKELIHOOD_SEED)
-        return {"log_likelihood": as_float32(ll)}
-
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", reconstruct, input_signature=[x_spec])
-    archive.add_endpoint("encode", encode, input_signature=[x_spec])
-    archive.add_endpoint("decode", decode, input_signature=[z_spec])
-    archive.add_endpoint(
-        "sample", sample, input_signature=[int_spec["num_samples"], int_spec["seed"]]
-    )
-    archive.add_endpoint("log_likelihood", log_likelihood, input_signature=[x_spec])
+    for name, (function, specs) in signatures(model, max_samples, iw_samples, max_batch).items():
+        archive.add_endpoint(name, function, input_signature=specs)
     return archive
 
 
@@ -357,90 +235,3 @@ def commit(temp, base_dir, name, version, overwrite, committed=None):
             committed.append(True)
         publish.publish(base_dir, name, version)
     return target
-
-
-def _exchange(a, b):
-    """Swaps the folders `a` and `b` in one step (Linux renameat2 with RENAME_EXCHANGE).
-
-    Returns False where the system or file system cannot (other OSes, old kernels, some network
-    file systems), so the caller falls back to two renames.
-    """
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), b)
-
-
-def _move_into_place(temp, target, overwrite):
-    if not os.path.exists(target):
-        os.rename(temp, target)
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{target!r} appeared while exporting; not replacing it without overwrite=True."
-        )
-    if _exchange(temp, target):
-        # The version folder was never absent; `temp` now holds the old version, which the
-        # caller deletes.
-        return
-    # A directory cannot be atomically replaced by another: move the old one aside first (under
-    # a non-numeric name TF Serving ignores), then delete it once the new one is in place.
-    old = (
-        f"{os.path.dirname(target)}/{_TEMP_PREFIX}old-{os.path.basename(target)}-{uuid.uuid4().hex}"
-    )
-    os.rename(target, old)
-    try:
-        os.rename(temp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _temp_name(model_dir, suffix):
-    host = socket.gethostname() or "host"
-    return os.path.join(
-        model_dir, f"{_TEMP_PREFIX}{host}-{os.getpid()}-{uuid.uuid4().hex}-{suffix}"
-    )
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temps(model_dir):
-    """Deletes temporary folders left in `model_dir` by exports on this host that were killed.
-
-    Returns the removed paths. Folders of live processes, or of other hosts sharing the
-    folder, are left alone.
-    """
-    removed = []
-    host = socket.gethostname() or "host"
-    for entry in sorted(os.listdir(model_dir)):
-        match = _TEMP_PATTERN.match(entry)
-        if not match or match["host"] != host or _process_alive(int(match["pid"])):
-            continue
-        path = os.path.join(model_dir, entry)
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
