@@ -20,7 +20,8 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import keras_vae
-from keras_vae.export import QUANTIZATION_NAMES, check_representative_data
+from keras_vae.export import QUANTIZATION_NAMES
+from keras_vae.export.inputs import check_representative_data
 from keras_vae.export.saved_model import read_metadata
 from keras_vae.training.console import quiet_native_logs
 
