@@ -179,7 +179,7 @@ def importance_weighted(model, x, num_samples, seed, memory_budget=DEFAULT_MEMOR
         memory_budget: int. Bytes of activations a chunk may hold.
     """
     total, _ = _chunked(model, x, num_samples, seed, memory_budget, "posterior", False)
-    return total - math.log(check_num_samples(num_samples))
+    return _overflow_is_impossible(total - math.log(check_num_samples(num_samples)))
 
 
 def importance_log_weights(model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET):
@@ -194,4 +194,12 @@ def naive(model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET):
     (`objectives.naive_log_likelihood`, accumulated chunk by chunk.)
     """
     total, _ = _chunked(model, x, num_samples, seed, memory_budget, "prior", False)
-    return total - math.log(check_num_samples(num_samples))
+    return _overflow_is_impossible(total - math.log(check_num_samples(num_samples)))
+
+
+def _overflow_is_impossible(log_likelihood):
+    """NaN estimates as -inf. Inputs are checked finite before they get here, so a NaN can only
+    come from float32 overflow inside the networks on a huge finite input (x = 3e38 makes the
+    encoder's activations inf - inf): such an input lies outside anything the model has seen,
+    its likelihood is 0, and a NaN would pass every anomaly threshold (NaN < t is false)."""
+    return tf.where(tf.math.is_nan(log_likelihood), -math.inf, log_likelihood)

@@ -29,20 +29,28 @@ INITIAL_SIGMA = 0.1
 
 # The spelling of a learned sigma that the CLI (`--sigma learned`) and configs use; None is the same.
 LEARNED = "learned"
+# A shared sigma set to its analytic optimum on each training batch (Rybkin et al. 2021).
+CALIBRATED = "calibrated"
+# How fast the calibrated sigma that evaluation and serving use follows the batches' optima: an
+# exponential average of their mean squared errors, over about 100 steps.
+CALIBRATION_MOMENTUM = 0.99
 
 
 def check_sigma(sigma):
-    """Returns `sigma` as a float, or None for a learned one ("learned" or None).
+    """Returns `sigma` as a float, None for a learned one ("learned" or None), or "calibrated".
 
     Raises:
-        ValueError: for anything else than a positive number, "learned" or None.
+        ValueError: for anything else than a positive number, "learned", "calibrated" or None.
     """
     if sigma is None or (isinstance(sigma, str) and sigma == LEARNED):
         return None
+    if isinstance(sigma, str) and sigma == CALIBRATED:
+        return CALIBRATED
     if isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and sigma > 0):
         raise ValueError(
-            f"sigma must be a positive number, or 'learned' (or None) to learn one per data "
-            f"dimension; received sigma={sigma!r}. Pass e.g. sigma=0.1 or sigma='learned'."
+            f"sigma must be a positive number, 'calibrated', or 'learned' (or None) to learn "
+            f"one per data dimension; received sigma={sigma!r}. Pass e.g. sigma=0.1 or "
+            "sigma='learned'."
         )
     return float(sigma)
 
@@ -80,6 +88,10 @@ class Bernoulli(keras.layers.Layer):
     def for_event(cls, event_shape, sigma=None, **kwargs):
         """The likelihood of examples of `event_shape` (`sigma` is the Gaussian's; ignored)."""
         return cls(event_ndims=len(event_shape), **kwargs)
+
+    def training_log_prob(self, x, params):
+        """log P(X|z) as a training step uses it: `log_prob`."""
+        return self.log_prob(x, params)
 
     def mean(self, params):
         return tf.sigmoid(params)
@@ -128,9 +140,13 @@ class Gaussian(keras.layers.Layer):
 
     Args:
         event_shape: tuple of ints. Shape of one example.
-        sigma: float, "learned" or None. Fixed standard deviation; "learned" (or None, the same)
-            learns one per data dimension, starting at `INITIAL_SIGMA` (0.1, for data of unit
-            scale) and floored at `MIN_SIGMA`. The config stores a learned sigma as None.
+        sigma: float, "learned", None or "calibrated". Fixed standard deviation; "learned" (or
+            None, the same) learns one per data dimension, starting at `INITIAL_SIGMA` (0.1, for
+            data of unit scale) and floored at `MIN_SIGMA` (the config stores it as None);
+            "calibrated" is one shared sigma set in each training step to the batch's optimum,
+            sqrt(mean squared error) (the sigma-VAE, Rybkin et al. 2021), which cannot lag
+            behind the decoder nor collapse the posterior; evaluation and serving use the
+            average of those optima (`CALIBRATION_MOMENTUM`), never the held-out data's own.
 
     Example:
     >>> likelihood = Gaussian((28, 28, 1), sigma="learned")
@@ -148,6 +164,14 @@ class Gaussian(keras.layers.Layer):
                 initializer=keras.initializers.Constant(math.log(INITIAL_SIGMA)),
                 name="log_sigma",
             )
+        elif self.sigma == CALIBRATED:
+            self.log_sigma = self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(math.log(INITIAL_SIGMA)),
+                trainable=False,
+                aggregation="mean",
+                name="calibrated_log_sigma",
+            )
         self.built = True
 
     @classmethod
@@ -156,23 +180,33 @@ class Gaussian(keras.layers.Layer):
         return cls(event_shape, sigma=sigma, **kwargs)
 
     def scale(self, dtype="float32"):
-        if self.sigma is None:
+        if self.sigma is None or self.sigma == CALIBRATED:
             return tf.maximum(tf.exp(tf.cast(self.log_sigma, dtype)), MIN_SIGMA)
         return tf.constant(self.sigma, dtype)
 
-    def distribution(self, params):
+    def distribution(self, params, scale=None):
+        scale = self.scale(params.dtype) if scale is None else scale
         return tfd.Independent(
-            tfd.Normal(loc=params, scale=self.scale(params.dtype) * tf.ones_like(params)),
-            reinterpreted_batch_ndims=len(self.event_shape),
+            tfd.Normal(loc=params, scale=scale), reinterpreted_batch_ndims=len(self.event_shape)
         )
 
     def log_prob(self, x, params):
-        sigma = self.scale(params.dtype)
-        log_p = -0.5 * tf.square((x - params) / sigma) - tf.math.log(sigma)
-        axes = list(range(-len(self.event_shape), 0))
-        return tf.reduce_sum(log_p, axis=axes) - 0.5 * math.log(2 * math.pi) * math.prod(
-            self.event_shape
-        )
+        return self.distribution(params).log_prob(x)
+
+    def training_log_prob(self, x, params):
+        """log P(X|z) as a training step uses it: with sigma "calibrated", at the batch's own
+        optimal sigma (and the evaluation's sigma moves towards it); otherwise `log_prob`."""
+        if self.sigma != CALIBRATED:
+            return self.log_prob(x, params)
+        # The maximum-likelihood sigma of the batch. No gradient through it: at the optimum the
+        # objective's derivative in sigma is 0, so the decoder's gradient is the same either way.
+        mse = tf.stop_gradient(tf.reduce_mean(tf.square(x - params)))
+        sigma = tf.maximum(tf.sqrt(mse), MIN_SIGMA)
+        average = CALIBRATION_MOMENTUM * tf.exp(2.0 * self.log_sigma) + (
+            1.0 - CALIBRATION_MOMENTUM
+        ) * tf.cast(mse, self.log_sigma.dtype)
+        self.log_sigma.assign(0.5 * tf.math.log(tf.maximum(average, MIN_SIGMA**2)))
+        return self.distribution(params, scale=sigma).log_prob(x)
 
     def mean(self, params):
         return params

@@ -111,7 +111,10 @@ def _policy_name(policy):
 
 
 def _is_policy(value):
-    return isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy")
+    return isinstance(value, dict) and value.get("class_name") in (
+        "DTypePolicy",
+        "FloatDTypePolicy",
+    )
 
 
 def _mixed(config):

@@ -36,8 +36,9 @@ class VAE(Inference, keras.Model):
             P(X|z): logits for "bernoulli", the mean for "gaussian".
         likelihood: str. "bernoulli" (binary pixels), "continuous_bernoulli" (grey pixels in
             [0, 1]) or "gaussian" (real values).
-        sigma: float, "learned" or None. The Gaussian likelihood's standard deviation;
-            "learned" (or None, the same; the config stores None) learns one per data dimension.
+        sigma: float, "learned", None or "calibrated". The Gaussian likelihood's standard
+            deviation; "learned" (or None, the same; the config stores None) learns one per data
+            dimension, "calibrated" sets a shared one to each batch's optimum (sigma-VAE).
             Ignored for "bernoulli".
         beta: float. Weight of the KL term (1 gives the ELBO; other values a beta-VAE). The
             weight in use is `kl_weight`, a variable that `keras_vae.KLWarmup` ramps up to beta.
@@ -247,7 +248,8 @@ class VAE(Inference, keras.Model):
             num_samples=self.k if iwae else None,
         )  # fmt: skip
         x = tf.cast(x, "float32")
-        log_px = self.likelihood.log_prob(x, tf.cast(out["params"], "float32"))
+        log_prob = self.likelihood.training_log_prob if training else self.likelihood.log_prob
+        log_px = log_prob(x, tf.cast(out["params"], "float32"))
         if iwae:
             prior = objectives.standard_normal_prior(self.latent_dim)
             posterior = tfd.MultivariateNormalDiag(loc=out["loc"], scale_diag=out["scale"])

@@ -135,3 +135,15 @@ def test_5000_samples_for_16_real_size_images_stay_under_the_ceiling(shape, filt
     print(shape, result)
     assert result["finite"]
     assert result["peak_mb"] < CEILING_MB, result
+
+
+@pytest.mark.parametrize("value", [1e20, 3e38, -3e38])
+def test_huge_finite_inputs_score_minus_infinity_never_nan(value):
+    # A NaN score is never below an anomaly threshold: the worst outliers would pass.
+    vae = keras_vae.build_vae((6,), latent_dim=2, likelihood="gaussian", sigma=0.5, seed=0)
+    x = np.zeros((3, 6), "float32")
+    x[1] = value
+    for estimate in (vae.log_likelihood, vae.naive_log_likelihood):
+        scores = estimate(x, num_samples=8, seed=0).numpy()
+        assert scores[1] == -np.inf, scores
+        assert np.all(np.isfinite(scores[[0, 2]]))

@@ -145,3 +145,37 @@ def test_continuous_bernoulli_is_built_by_name_and_serializes():
     lik = likelihoods.make_likelihood("continuous_bernoulli", (8, 8, 1))
     assert isinstance(lik, likelihoods.ContinuousBernoulli) and lik.requires_unit_interval
     assert_config_round_trip(lik, event_ndims=3)
+
+
+def test_calibrated_sigma_is_the_batch_optimum_in_training_and_its_average_elsewhere():
+    lik = likelihoods.Gaussian((3,), sigma="calibrated")
+    x = np.array([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]], "float32")
+    params = np.zeros_like(x)
+    sigma = np.sqrt(np.mean(x**2))  # the maximum-likelihood sigma of this batch
+    expected = stats.norm(0.0, sigma).logpdf(x).sum(axis=1)
+    np.testing.assert_allclose(lik.training_log_prob(x, params), expected, rtol=1e-5)
+    # Evaluation keeps the running average of the optima: one step moved it 1% of the way.
+    start = likelihoods.INITIAL_SIGMA**2
+    average = np.sqrt(0.99 * start + 0.01 * sigma**2)
+    np.testing.assert_allclose(lik.scale(), average, rtol=1e-5)
+    np.testing.assert_allclose(lik.log_prob(x, params), stats.norm(0, average).logpdf(x).sum(1),
+                               rtol=1e-5)  # fmt: skip
+    assert lik.trainable_weights == []  # set, not learned by the optimizer
+
+
+def test_calibrated_sigma_follows_the_residual_and_is_saved(tmp_path):
+    # 4-D noise of std 0.5 through a 1-D latent: three directions stay unexplained, so the
+    # shared optimal sigma is near 0.5 * sqrt(3/4) ~ 0.43 after training.
+    x = np.random.default_rng(0).normal(scale=0.5, size=(1024, 4)).astype("float32")
+    vae = keras_vae.build_vae(
+        (4,), latent_dim=1, likelihood="gaussian", sigma="calibrated", seed=0, hidden_units=(32,)
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+    vae.fit(x, epochs=10, batch_size=64, verbose=0)
+    sigma = float(vae.likelihood.scale())
+    assert 0.35 < sigma < 0.55, sigma
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    assert loaded.likelihood.sigma == "calibrated"
+    np.testing.assert_allclose(float(loaded.likelihood.scale()), sigma, rtol=1e-6)
+    assert_config_round_trip(vae.likelihood, sigma="calibrated")
