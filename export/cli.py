@@ -118,47 +118,18 @@ def _export(args):
     from keras_vae import export
     from keras_vae.training import console
 
-    quantizations = args.quantize or (["float32"] if args.tflite else [])
     try:
-        # The flags are checked before TensorFlow starts, the files before the model is loaded
-        # and anything is written: a rejected export leaves nothing behind, and its retry needs
-        # no --overwrite.
-        export.check_version(args.version, "--version")
-        export.check_count(args.max_samples, "--max-samples")
-        export.check_count(args.max_batch, "--max-batch")
-        export.check_count(args.iw_samples, "--iw-samples")
-        path = model_path(args.model)
-        export.check_out_dir(args.out, "--out")
+        path = _check_flags(args)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"keras-vae-export: error: {console.one_line(e)}", file=sys.stderr)
         return 2
     console.start_tensorflow()
-    import keras
     import tensorflow as tf
 
     import keras_vae  # noqa: F401  (registers the VAE classes for load_model)
 
     try:
-        target = os.path.join(args.out, args.name, str(args.version))
-        if os.path.exists(target) and not args.overwrite and not _may_be_a_rerun(target):
-            # Checked again by the export; here it answers before the model is loaded.
-            raise FileExistsError(
-                f"{target!r} already exists. Pass --overwrite to replace it, or choose a new "
-                "--version."
-            )
-        representative = None
-        if args.representative_data:
-            label = "--representative-data"
-            representative = export.load_representative_data(args.representative_data, label)
-        print(f"Loading {path}", flush=True)
-        try:
-            model = keras.models.load_model(path)
-        except (OSError, zipfile.BadZipFile, KeyError) as e:
-            raise ValueError(f"cannot load {path!r} as a Keras model: {e}") from e
-        if representative is not None:
-            representative = export.check_representative_data(
-                representative, model.data_shape, model.likelihood_name, label
-            )
+        model, representative = _load(args, path)
         print(f"Exporting to {args.out}", flush=True)
         paths = export.export_all(
             model,
@@ -166,7 +137,7 @@ def _export(args):
             name=args.name,
             version=args.version,
             representative_data=representative,
-            quantizations=quantizations,
+            quantizations=args.quantize or (["float32"] if args.tflite else []),
             overwrite=args.overwrite,
             max_samples=args.max_samples,
             iw_samples=args.iw_samples,
@@ -183,6 +154,49 @@ def _export(args):
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0
+
+
+def _check_flags(args):
+    """The model's path once the flags are checked, before TensorFlow starts: a rejected export
+    leaves nothing behind, and its retry needs no --overwrite."""
+    from keras_vae import export
+
+    export.check_version(args.version, "--version")
+    export.check_count(args.max_samples, "--max-samples")
+    export.check_count(args.max_batch, "--max-batch")
+    export.check_count(args.iw_samples, "--iw-samples")
+    path = model_path(args.model)
+    export.check_out_dir(args.out, "--out")
+    return path
+
+
+def _load(args, path):
+    """`(model, representative data or None)`, the files checked before the model is loaded and
+    the data against the model before anything is written."""
+    import keras
+
+    from keras_vae import export
+
+    target = os.path.join(args.out, args.name, str(args.version))
+    if os.path.exists(target) and not args.overwrite and not _may_be_a_rerun(target):
+        # Checked again by the export; here it answers before the model is loaded.
+        raise FileExistsError(
+            f"{target!r} already exists. Pass --overwrite to replace it, or choose a new --version."
+        )
+    representative = None
+    label = "--representative-data"
+    if args.representative_data:
+        representative = export.load_representative_data(args.representative_data, label)
+    print(f"Loading {path}", flush=True)
+    try:
+        model = keras.models.load_model(path)
+    except (OSError, zipfile.BadZipFile, KeyError) as e:
+        raise ValueError(f"cannot load {path!r} as a Keras model: {e}") from e
+    if representative is not None:
+        representative = export.check_representative_data(
+            representative, model.data_shape, model.likelihood_name, label
+        )
+    return model, representative
 
 
 def _may_be_a_rerun(version_dir):

@@ -178,24 +178,34 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
         data = _check_representative_data(representative_data, meta)[:_MAX_ERROR_EXAMPLES]
     # The converter and the interpreters print MLIR, SavedModel-reader and XNNPACK chatter.
     with quiet_native_logs():
-        if quantize == "int8":
-            content = _convert(
-                saved_model_dir, "int8", _calibration(_convert(saved_model_dir, "float32"))
-            )
-        else:
-            content = _convert(saved_model_dir, quantize)
+        content = _converted(saved_model_dir, quantize)
     _atomic_write(out_path, content)
+    error = None if data is None else _quantization_error(saved_model_dir, content, data)
+    sidecar = _sidecar(meta, quantize, len(content), error)
+    _atomic_write(
+        sidecar_path(out_path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode()
+    )
+    return os.fspath(out_path)
+
+
+def _converted(saved_model_dir, quantize):
+    """The `.tflite` bytes of `quantize`; int8 is calibrated on the float model's prior draws."""
+    if quantize == "int8":
+        return _convert(saved_model_dir, "int8", _calibration(_convert(saved_model_dir, "float32")))
+    return _convert(saved_model_dir, quantize)
+
+
+def _sidecar(meta, quantize, size_bytes, decode_error):
+    """The sidecar JSON of a `.tflite` converted from the SavedModel whose metadata is `meta`."""
     latent_dim, data_shape = meta["latent_dim"], meta["data_shape"]
-    sidecar = {
+    return {
         "format": "keras_vae.tflite/1",
         "name": meta["name"],
         "version": meta["version"],
         "keras_vae_version": keras_vae.__version__,
         "quantization": quantize,
         "calibration": None if quantize != "int8" else "prior (sample's draws, shared by decode)",
-        "decode_error_on_data": None
-        if data is None
-        else _quantization_error(saved_model_dir, content, data),
+        "decode_error_on_data": decode_error,
         "latent_dim": latent_dim,
         "data_shape": data_shape,
         "output_shape": [-1, *data_shape],
@@ -205,7 +215,7 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
         "max_samples": meta["max_samples"],
         # decode refuses more latents per call (older exports had no cap: null).
         "max_batch": meta.get("max_batch"),
-        "size_bytes": len(content),
+        "size_bytes": size_bytes,
         "signatures": {
             "decode": {
                 "inputs": {"z": {"dtype": "float32", "shape": [-1, latent_dim]}},
@@ -224,7 +234,3 @@ def export_tflite(saved_model_dir, out_path, quantize="float32", representative_
             },
         },
     }
-    _atomic_write(
-        sidecar_path(out_path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode()
-    )
-    return os.fspath(out_path)
