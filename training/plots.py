@@ -10,150 +10,30 @@ pixels per image pixel, so `grid_size` knows the picture's size in pixels; vecto
 tables) are drawn as scatter plots of their first two coordinates.
 """
 
-import math
-
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
 
-from keras_vae.training.files import atomic_write
+# The frames (and the names other modules read here: grid_size, image_grid, save_figure, the
+# sizes) live in figures.py.
+from keras_vae.training.figures import (  # noqa: F401
+    GAP_GREY,
+    LEGEND_WIDTH,
+    PAD,
+    SCATTER_SIZE,
+    blank_figure,
+    grid_figure,
+    grid_size,
+    image_grid,
+    save_figure,
+    scatter_figure,
+)
 
-DPI = 100
-PAD = 2  # image pixels of grey between the cells of a grid and around it
-GAP_GREY = 0.5
 SAMPLE_GRID = 10  # samples.png and samples/epoch_*.png: 10 x 10 prior samples
 RECONSTRUCTIONS = 10  # reconstructions.png: 10 inputs above, their reconstructions below
 MANIFOLD_GRID = 15  # latent_manifold.png: 15 x 15 decoded points of z-space
 MANIFOLD_LIMIT = 2.5  # ... spread over [-2.5, 2.5]^2, where N(0, I) keeps ~98% of its mass
-GRID_PIXELS = 500  # a grid's mosaic is magnified to at least this many pixels across
-# Room around a grid's mosaic, in pixels: row labels on the left, the title above, column tick
-# labels and the axis name below.
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 130, 30, 50, 60
-SCATTER_SIZE = 600  # a scatter plot is 6 x 6 inches at 100 dpi ...
-LEGEND_WIDTH = 120  # ... plus this on the right when a class legend or colour bar goes there
 MAX_LEGEND_CLASSES = 20  # more classes than this get a colour bar instead of a legend
 DATA_GREY = "0.7"
-
-
-def cell_scale(rows, cols, height, width, pad=PAD):
-    """Screen pixels per image pixel in a grid: the mosaic magnified by a whole number to at
-    least `GRID_PIXELS` across (1 when it is wider already)."""
-    del rows, height
-    return max(1, math.ceil(GRID_PIXELS / (cols * width + (cols + 1) * pad)))
-
-
-def grid_size(rows, cols, height, width, pad=PAD):
-    """The `(width, height)` in pixels of the picture of a grid of `rows x cols` images of
-    `height x width`: the magnified mosaic plus the margins for labels and title."""
-    scale = cell_scale(rows, cols, height, width, pad)
-    mosaic_w = (cols * width + (cols + 1) * pad) * scale
-    mosaic_h = (rows * height + (rows + 1) * pad) * scale
-    return (
-        mosaic_w + MARGIN_LEFT + MARGIN_RIGHT,
-        mosaic_h + MARGIN_TOP + MARGIN_BOTTOM,
-    )
-
-
-def image_grid(images, cols, pad=PAD):
-    """Tiles images `[N, H, W, C]` with values in [0, 1] into one padded mosaic, row by row.
-
-    Returns a float32 array `[rows * H + (rows + 1) * pad, cols * W + (cols + 1) * pad, C]` with
-    `GAP_GREY` between and around the cells (and in cells past N).
-    """
-    images = np.clip(np.asarray(images, dtype="float32"), 0.0, 1.0)
-    n, height, width, channels = images.shape
-    rows = math.ceil(n / cols)
-    mosaic = np.full(
-        (rows * height + (rows + 1) * pad, cols * width + (cols + 1) * pad, channels),
-        GAP_GREY,
-        dtype="float32",
-    )
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        top, left = pad + r * (height + pad), pad + c * (width + pad)
-        mosaic[top : top + height, left : left + width] = image
-    return mosaic
-
-
-def _figure(width_px, height_px, layout=None):
-    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout=layout)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def grid_figure(images, cols, title, row_labels=None, col_ticks=None, row_ticks=None):
-    """A padded grid of images: grey levels with cmap gray in [0, 1], colour images as RGB.
-
-    Args:
-        images: array `[N, H, W, C]`, values in [0, 1], C = 1 or 3.
-        cols: int. Images per row.
-        title: str. What the grid shows and when.
-        row_labels: list of str or None. One name per row, on the left.
-        col_ticks: `(name, values)` or None: the axis name and one tick label per column.
-        row_ticks: `(name, values)` or None: the same per row (ignored with `row_labels`).
-    """
-    images = np.asarray(images)
-    n, height, width, channels = images.shape
-    rows = math.ceil(n / cols)
-    mosaic = image_grid(images, cols)
-    fig_w, fig_h = grid_size(rows, cols, height, width)
-    figure = _figure(fig_w, fig_h)
-    ax = figure.add_axes(
-        [
-            MARGIN_LEFT / fig_w,
-            MARGIN_BOTTOM / fig_h,
-            (fig_w - MARGIN_LEFT - MARGIN_RIGHT) / fig_w,
-            (fig_h - MARGIN_TOP - MARGIN_BOTTOM) / fig_h,
-        ]
-    )
-    if channels == 1:
-        ax.imshow(mosaic[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    else:
-        ax.imshow(mosaic, interpolation="nearest")
-    ax.set_title(title)
-    centres_x = [PAD + c * (width + PAD) + (width - 1) / 2 for c in range(cols)]
-    centres_y = [PAD + r * (height + PAD) + (height - 1) / 2 for r in range(rows)]
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if col_ticks is not None:
-        name, values = col_ticks
-        ax.set_xticks(centres_x, [f"{v:.2g}" for v in values], fontsize=7)
-        ax.set_xlabel(name)
-    if row_labels is not None:
-        ax.set_yticks(centres_y, list(row_labels))
-    elif row_ticks is not None:
-        name, values = row_ticks
-        ax.set_yticks(centres_y, [f"{v:.2g}" for v in values], fontsize=7)
-        ax.set_ylabel(name)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    return figure
-
-
-def _scatter_figure(title, xlabel, ylabel, side_panel=False):
-    """A square scatter plot (with room on the right for a legend or colour bar)."""
-    width = SCATTER_SIZE + (LEGEND_WIDTH if side_panel else 0)
-    figure = _figure(width, SCATTER_SIZE)
-    left, bottom, size = 80, 60, SCATTER_SIZE - 80 - 50
-    ax = figure.add_axes([left / width, bottom / SCATTER_SIZE, size / width, size / SCATTER_SIZE])
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, color="0.92")
-    ax.set_axisbelow(True)
-    return figure, ax
-
-
-def save_figure(figure, path):
-    """Writes `figure` to `path` as PNG atomically (a temporary file, then `os.replace`) and
-    releases what it drew; returns `path`."""
-    try:
-        return atomic_write(
-            path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI), suffix=".png"
-        )
-    finally:
-        figure.clear()
 
 
 def _is_image(model):
@@ -196,7 +76,7 @@ def samples_figure(model, seed, reference=None, z=None, epoch=None, final_epoch=
     if _is_image(model):
         return grid_figure(samples, SAMPLE_GRID, title)
     xlabel, ylabel = _xy_names(model)
-    figure, ax = _scatter_figure(title, xlabel, ylabel)
+    figure, ax = scatter_figure(title, xlabel, ylabel)
     if reference is not None:
         data = first_two_coordinates(reference[:1000])
         ax.scatter(data[:, 0], data[:, 1], s=6, c=DATA_GREY, label="data", linewidths=0)
@@ -224,7 +104,7 @@ def reconstructions_figure(model, x, final_epoch=None):
         first_two_coordinates(np.asarray(model.reconstruct(x))),
     )
     xlabel, ylabel = _xy_names(model)
-    figure, ax = _scatter_figure(title, xlabel, ylabel)
+    figure, ax = scatter_figure(title, xlabel, ylabel)
     ax.add_collection(
         LineCollection(
             np.stack([inputs, recon], axis=1),
@@ -263,13 +143,13 @@ def latent_scatter_figure(model, x, labels=None, classes=None, final_epoch=None)
     when = "final" if final_epoch is None else f"final (epoch {final_epoch})"
     if labels is None:
         title = f"held-out posterior means, {when}"
-        figure, ax = _scatter_figure(title, "z1", "z2")
+        figure, ax = scatter_figure(title, "z1", "z2")
         ax.scatter(means[:, 0], means[:, 1], s=5, c="tab:blue", linewidths=0)
         return figure
     labels = np.asarray(labels)
     integer = np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))
     values = sorted(set(labels.tolist()))
-    figure, ax = _scatter_figure(
+    figure, ax = scatter_figure(
         f"held-out posterior means by label, {when}", "z1", "z2", side_panel=True
     )
     if integer and len(values) <= MAX_LEGEND_CLASSES:
@@ -326,7 +206,7 @@ def latent_manifold_figure(model, final_epoch=None):
     t = (z + MANIFOLD_LIMIT) / (2 * MANIFOLD_LIMIT)
     colours = np.stack([t[:, 0], 0.3 + 0 * t[:, 0], t[:, 1]], axis=1)
     xlabel, ylabel = _xy_names(model)
-    figure, ax = _scatter_figure(title, xlabel, ylabel)
+    figure, ax = scatter_figure(title, xlabel, ylabel)
     points = first_two_coordinates(decoded)
     ax.scatter(points[:, 0], points[:, 1], s=14, c=colours, linewidths=0)
     ax.text(
@@ -344,7 +224,7 @@ def loss_curve_figure(rows):
     """
     epochs = [int(r["epoch"]) for r in rows]
     # Constrained layout: the tick labels' width (-4900 or 130000 nats) decides the margins.
-    figure = _figure(1000, 420, layout="constrained")
+    figure = blank_figure(1000, 420, layout="constrained")
     left, right = figure.subplots(1, 2)
     figure.suptitle(f"loss per epoch, {_when(epochs[-1] if epochs else None)}")
     for prefix, split, line in (("", "training", "-"), ("val_", "held-out", "--")):
@@ -397,7 +277,7 @@ def kl_per_dimension_figure(model, x, final_epoch=None, active_threshold=0.01):
     kl, variance = latent_diagnostics(model, x)
     active = variance > active_threshold
     d = len(kl)
-    figure = _figure(max(600, 160 + 30 * d), 420, layout="constrained")
+    figure = blank_figure(max(600, 160 + 30 * d), 420, layout="constrained")
     ax = figure.add_subplot()
     colours = ["tab:green" if a else "0.6" for a in active]
     ax.bar(np.arange(1, d + 1), kl, color=colours)
