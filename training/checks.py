@@ -2,8 +2,10 @@
 argparse's type error, for a flag) with one line that says what was received and expected."""
 
 import argparse
+import json
 import math
 import os
+import typing
 
 # The names training.data.LOADERS knows (tests/test_training_data.py checks they agree).
 NAMED_DATA = ("digits", "digits28", "photos64", "ring", "mnist", "fashion_mnist")
@@ -75,15 +77,106 @@ def check_choice(name, value, choices):
         raise ConfigError(f"Unknown {name} {value!r}; expected one of {', '.join(choices)}.")
 
 
-def check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+def check_int(name, value, minimum, maximum=None):
+    """An int (not a bool) >= `minimum`, and <= `maximum` when given; ConfigError else."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    if maximum is not None and ok and value > maximum:
+        raise ConfigError(
+            f"{name} must be an integer from {minimum} to {maximum}; received {value!r}."
+        )
+    if not ok:
         raise ConfigError(f"{name} must be an integer >= {minimum}; received {value!r}.")
 
 
+def _finite(value):
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range, e.g. 10**400 from a JSON file
+        return False
+
+
 def check_float(name, value, minimum, strict=False, hint=""):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     ok = ok and (value > minimum if strict else value >= minimum)
     if not ok:
         bound = ">" if strict else ">="
         hint = f" {hint}" if hint else ""
         raise ConfigError(f"{name} must be a number {bound} {minimum}{hint}; received {value!r}.")
+
+
+# What each annotation accepts, and how the error names it. An int is a number too (JSON writes
+# 1.0 as 1 in hand-made files), but a bool is neither, and a float is not an int.
+_TYPE_NAMES = {
+    bool: "true or false (a JSON boolean, not a string)",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+}
+
+
+def _accepts(kind, value):
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_types(config):
+    """Each field of the dataclass `config` holds a value of its annotated type; ConfigError
+    else. `--config` files and `train(dict)` bypass argparse, so `"binarize": "false"` would
+    otherwise be a true string, and `"epochs": 2.5` a float that Keras rejects later."""
+    import dataclasses
+
+    for field in dataclasses.fields(config):
+        kinds = typing.get_args(field.type) or (field.type,)
+        value = getattr(config, field.name)
+        if value is None and type(None) in kinds:
+            continue
+        kinds = [k for k in kinds if k in _TYPE_NAMES]
+        if not kinds or any(_accepts(k, value) for k in kinds):
+            continue  # tuples are check_units' to check
+        expected = " or ".join(_TYPE_NAMES[k] for k in kinds)
+        if type(None) in (typing.get_args(field.type) or ()):
+            expected += " or null"
+        raise ConfigError(
+            f"{field.name} must be {expected}; received {value!r} ({type(value).__name__}). "
+            f"Fix it in the config (e.g. {field.name}: {_example(kinds[0], field.default)})."
+        )
+
+
+def _example(kind, default):
+    if isinstance(default, kind) and default is not None:
+        return json.dumps(default)
+    return {bool: "false", int: "1", float: "0.5", str: '"text"'}[kind]
+
+
+# config.json files are a few hundred bytes; a cap keeps `--config /dev/zero` (endless) or a
+# huge file from being read whole.
+MAX_JSON_BYTES = 1 << 20
+
+
+def read_json_file(path, what, max_bytes=MAX_JSON_BYTES):
+    """The JSON value in the file `path`, read to at most `max_bytes`; ConfigError (one line
+    that names `what`, e.g. "--config 'a.json'") when it is unreadable, too big, not UTF-8 JSON,
+    or nested too deeply for Python's parser."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ConfigError(f"Cannot read {what}: {e.strerror or e}.") from None
+    if len(raw) > max_bytes:
+        raise ConfigError(
+            f"{what} is over {max_bytes} bytes; expected a small JSON file such as a run's "
+            "config.json."
+        )
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(
+            f"{what} is JSON nested too deeply to read; expected a flat object."
+        ) from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ConfigError(f"{what} is not valid UTF-8 JSON ({' '.join(str(e).split())}).") from None

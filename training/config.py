@@ -20,6 +20,7 @@ from keras_vae.training.checks import (  # noqa: F401  (NAMED_DATA: named here t
     check_data,
     check_float,
     check_int,
+    check_types,
     check_units,
     parse_sigma,
     parse_units,
@@ -34,6 +35,12 @@ PRECISIONS = precision.PRECISIONS
 ACTIVATIONS = ("relu", "elu", "gelu", "silu", "tanh", "softplus")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 VERBOSITY = (0, 1, 2)
+MAX_SEED = 2**31 - 1
+# The IWAE evaluation reports progress once per group of held-out examples, and one example
+# costs K decodes: K = 10**9 was minutes of silence on one example. Up to 10**5 an example
+# takes about a second (seconds for a 28x28 conv decoder), and the bound's gap, which shrinks
+# like 1/K, is long negligible there (Burda et al. use 5000).
+MAX_IWAE_SAMPLES = 100_000
 # The flag groups of `keras-vae-train --help`, in order.
 GROUPS = ("data", "model", "training", "output")
 
@@ -242,6 +249,7 @@ class TrainConfig:
 
     def validate(self):
         """Checks every field; raises `ConfigError` with a one-line reason. Returns self."""
+        check_types(self)
         check_data(self.data)
         check_choice("arch", self.arch, ARCHS)
         check_int("latent_dim", self.latent_dim, 1)
@@ -275,7 +283,9 @@ class TrainConfig:
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
         check_float("learning_rate", self.learning_rate, 0.0, strict=True)
-        check_int("seed", self.seed, 0)
+        # Seeds go to keras.utils.set_random_seed (below 2**32) and into int32 stateless seeds
+        # (the evaluation's noise, keras-vae-sample): int32's non-negative range fits both.
+        check_int("seed", self.seed, 0, MAX_SEED)
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("precision", self.precision, PRECISIONS)
         if self.devices is not None:
@@ -294,7 +304,7 @@ class TrainConfig:
         if self.limit is not None:
             check_int("limit", self.limit, 2)
         if self.iwae_samples is not None:
-            check_int("iwae_samples", self.iwae_samples, 1)
+            check_int("iwae_samples", self.iwae_samples, 1, MAX_IWAE_SAMPLES)
         if self.eval_examples is not None:
             check_int("eval_examples", self.eval_examples, 1)
         if self.binarize and self.likelihood not in (None, "bernoulli"):
