@@ -6,11 +6,11 @@ says what was wrong. Status 1 means training or export failed (e.g. the loss bec
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import typing
 
+from keras_vae.training.checks import read_json_file
 from keras_vae.training.config import GROUPS, ConfigError, TrainConfig
 
 PROG = "keras-vae-train"
@@ -84,11 +84,13 @@ def config_from_args(args):
     """Merges the flags over --config (if any) over the defaults; the result is validated."""
     values = {}
     if args.config:
-        try:
-            with open(args.config, encoding="utf-8") as f:
-                values = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"Cannot read --config {args.config!r}: {e}.") from None
+        what = f"--config {args.config!r}"
+        values = read_json_file(args.config, what)
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{what} holds a JSON {type(values).__name__}; expected an object of settings "
+                'such as a run\'s config.json ({"data": "digits", ...}).'
+            )
     for field in dataclasses.fields(TrainConfig):
         value = getattr(args, field.name, None)
         if value is not None:
@@ -103,14 +105,42 @@ def default_run_dir(data):
     return os.path.join("runs", name or "data")
 
 
+def run_dir_of(args, config):
+    """`--run-dir`, or runs/<data name> when it is not given; an empty one is refused (it would
+    otherwise mean the default, or the current folder)."""
+    if args.run_dir is None:
+        return default_run_dir(config.data)
+    if not args.run_dir.strip():
+        raise ConfigError(
+            f"--run-dir must name a folder; received {args.run_dir!r}. Pass a path such as "
+            "runs/digits, or leave the flag out for runs/<data name>."
+        )
+    return args.run_dir
+
+
 def main(argv=None):
+    # Ctrl-C may come at any moment, also while TensorFlow starts (seconds): every phase of the
+    # command answers it the same way, on one line.
+    started = []
+    try:
+        return _main(argv, started)
+    except KeyboardInterrupt:
+        if started:
+            message = "interrupted; rerun the same command to resume from the last epoch."
+        else:
+            message = "interrupted before training started; nothing was trained."
+        sys.stderr.write(f"\n{PROG}: {message}\n")
+        return 130
+
+
+def _main(argv, started):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
+        run_dir = run_dir_of(args, config)
     except ConfigError as e:
         parser.exit(2, f"{PROG}: error: {e}\n")
-    run_dir = args.run_dir or default_run_dir(config.data)
 
     from keras_vae.training import console
 
@@ -119,15 +149,12 @@ def main(argv=None):
     from keras_vae.training.trainer import train
 
     try:
+        started.append(True)
         train(config, run_dir)
     except (ConfigError, DataError) as e:
         parser.exit(2, f"{PROG}: error: {console.one_line(e)}\n")
     except (RuntimeError, OSError) as e:  # TrainingDiverged, full disk, export failures
         parser.exit(1, f"{PROG}: error: {console.one_line(e)}\n")
-    except KeyboardInterrupt:
-        parser.exit(
-            130, f"\n{PROG}: interrupted; rerun the same command to resume from the last epoch.\n"
-        )
     return 0
 
 
