@@ -52,6 +52,17 @@ def _cpu_index(device):
     return None if match is None else int(match.group(1))
 
 
+def _check_address(job, address):
+    """A cluster member is "host:port" with a port from 1 to 65535; TensorFlow's own parser
+    fails on anything else with a traceback, deep in the cluster's start-up."""
+    host, _, port = str(address).rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not (host and port.isdigit() and port.isascii() and 1 <= int(port) <= 65535):
+        raise ConfigError(
+            f"TF_CONFIG cluster.{job} has {address!r}; expected host:port with a port from 1 "
+            'to 65535, e.g. "host1:2222".'
+        )
+
+
 def read_tf_config():
     """Parses and checks the TF_CONFIG environment variable for multi-worker training."""
     raw = os.environ.get("TF_CONFIG")
@@ -66,7 +77,7 @@ def read_tf_config():
         workers = tf_config["cluster"]["worker"]
         task = tf_config["task"]
         task_type, index = task["type"], int(task["index"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise ConfigError(
             f"TF_CONFIG is not valid JSON with cluster.worker and task.type/index ({e!r}); "
             f"received {raw[:120]!r}."
@@ -75,12 +86,34 @@ def read_tf_config():
         raise ConfigError(
             f"TF_CONFIG cluster.worker must list host:port strings; received {raw!r}."
         )
+    for job, addresses in tf_config["cluster"].items():
+        for address in addresses if isinstance(addresses, list) else [addresses]:
+            _check_address(job, address)
     members = tf_config["cluster"].get(task_type, [])
     if not 0 <= index < len(members):
         raise ConfigError(
             f"TF_CONFIG task {task_type}:{index} is not in cluster.{task_type} ({members})."
         )
     return tf_config
+
+
+def _device_key(device):
+    """A device's name as TensorFlow matches it: case, "device:" and the job prefix aside."""
+    return device.lower().split("/")[-1].replace("device:", "")
+
+
+def _check_distinct(devices):
+    """MirroredStrategy fails with a traceback on a device named twice (`/cpu:0,/cpu:0`); a
+    replica per device is what the flag means, so a repeat is a mistake in it."""
+    seen = {}
+    for device in devices:
+        key = _device_key(device)
+        if key in seen:
+            raise ConfigError(
+                f"--devices names {seen[key]!r} and {device!r}, the same device; list each "
+                "device once, e.g. /cpu:0,/cpu:1 for two logical CPUs."
+            )
+        seen[key] = device
 
 
 def make_strategy(name="default", devices=None):
@@ -98,12 +131,13 @@ def make_strategy(name="default", devices=None):
     if name == "mirrored":
         devices = parse_devices(devices)
         if devices:
+            _check_distinct(devices)
             cpu_indices = [i for i in map(_cpu_index, devices) if i is not None]
             if cpu_indices and max(cpu_indices) > 0:
                 split_cpu(max(cpu_indices) + 1)
             known = {d.name.lower() for d in tf.config.list_logical_devices()}
             for device in devices:
-                short = device.lower().split("/")[-1].replace("device:", "")
+                short = _device_key(device)
                 if not any(k.endswith(f"device:{short}") for k in known):
                     raise ConfigError(
                         f"Device {device!r} does not exist here; available: "
