@@ -20,8 +20,8 @@ import numpy as np
 
 from keras_vae.training import plots
 from keras_vae.training.files import atomic_write, atomic_write_text
+from keras_vae.training.run_folder import BACKUP_WEIGHTS, RunFolderError
 
-BACKUP_WEIGHTS = "epoch_{:04d}.weights.h5"
 # loss_curve.png is redrawn during training at most this often (and always at the end).
 LOSS_CURVE_SECONDS = 10.0
 BACKUP_STATE = "state.json"
@@ -46,17 +46,59 @@ def restore(model, backup_dir):
     state_path = os.path.join(backup_dir, BACKUP_STATE)
     if not os.path.exists(state_path):
         return 0
+    # training.run_folder checked state.json when the run folder was opened (check_state).
     with open(state_path, encoding="utf-8") as f:
         state = json.load(f)
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(backup_dir, state["weights"]))
-    if "seed_state" in state:
-        # The model's noise stream is not among its weights; restoring it makes a resumed run
-        # draw the same posterior samples an uninterrupted one would.
-        generator = model.seed_generator.state
-        generator.assign(np.asarray(state["seed_state"], dtype=generator.dtype))
+    weights_path = os.path.join(backup_dir, state["weights"])
+    try:
+        model.load_weights(weights_path)
+        if "seed_state" in state:
+            # The model's noise stream is not among its weights; restoring it makes a resumed
+            # run draw the same posterior samples an uninterrupted one would.
+            generator = model.seed_generator.state
+            generator.assign(np.asarray(state["seed_state"], dtype=generator.dtype))
+    except Exception as e:  # noqa: BLE001 - h5py, Keras and NumPy each fail their own way
+        raise RunFolderError(
+            f"Cannot restore the backup {weights_path} with {state_path} "
+            f"({' '.join(str(e).split())[:300]}); the backup is damaged or from another model. "
+            "Move the run folder away (or choose another --run-dir) to start afresh."
+        ) from None
     return int(state["epoch"])
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)` that leaves no HDF5 file open when it fails.
+
+    On a full disk h5py raises from a write, but Keras' store keeps the file open; when the
+    object is collected h5py's `__dealloc__` flushes again, fails again, and then crashed the
+    process (SIGSEGV, exit status 139) after the error had been reported. So a failed write's
+    files are closed here, at once, with their descriptor pointed at /dev/null: the flush that
+    a close always does then succeeds, and the caller removes the half-written file.
+    """
+    try:
+        model.save_weights(path)
+    except BaseException:
+        _close_hdf5_files(path)
+        raise
+
+
+def _close_hdf5_files(path):
+    import h5py
+
+    target = os.path.realpath(path)
+    for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        name = file_id.name
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+        if not file_id.valid or os.path.realpath(name) != target:
+            continue
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, file_id.get_vfd_handle())
+        finally:
+            os.close(devnull)
+        h5py.File(file_id).close()
 
 
 def read_history(path):
@@ -110,7 +152,7 @@ class RunState(keras.callbacks.Callback):
         weights_name = BACKUP_WEIGHTS.format(epoch + 1)
         atomic_write(
             os.path.join(self.backup_dir, weights_name),
-            self.model.save_weights,
+            lambda tmp: save_weights(self.model, tmp),
             suffix=".weights.h5",
         )
         atomic_write_text(

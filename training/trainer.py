@@ -80,34 +80,37 @@ def train(config, run_dir, callbacks=None):
     replicas = strategy.num_replicas_in_sync
     # The data before the run folder: unusable data stops the run before anything is written.
     data = _load_data(config, replicas)
-    folder = run_folder.open_run_folder(os.path.abspath(run_dir), strategy, config)
-    model, initial_epoch, policy = _build_model(config, data, strategy, folder.backup_dir)
-    untrained = None
-    if folder.is_chief:
-        untrained = outputs.untrained_metrics(
-            model, data.x_eval, config.seed, folder.backup_dir, initial_epoch
-        )
-    run_state, guard, fit_callbacks = _make_callbacks(config, folder, data, initial_epoch)
-    if config.verbose:
-        print(
-            _start_line(config, data, replicas, folder.out_dir, initial_epoch, policy), flush=True
-        )
-    seconds = _fit(model, config, data, initial_epoch, fit_callbacks + list(callbacks or []))
-    _check_finite(guard, run_state, config)
-    result = {
-        "run_dir": folder.out_dir,
-        "files": _save_model(model, folder, run_state),
-        "is_chief": folder.is_chief,
-        "replicas": replicas,
-        "seconds": seconds,
-        # Epochs the run had before this process: the summary tells a resumed run (or a
-        # finished one rerun) from a fresh one.
-        "initial_epoch": initial_epoch,
-        "precision": {"requested": config.precision, "policy": policy[0], "reason": policy[1]},
-    }
-    if folder.is_chief:
-        outputs.write_chief_outputs(result, model, config, data, untrained, run_state)
-    return result
+    folder = run_folder.open_run_folder(run_dir, strategy, config)
+    # The folder's lock is held until the run ends, whichever way it ends.
+    with folder.lock:
+        model, initial_epoch, policy = _build_model(config, data, strategy, folder.backup_dir)
+        untrained = None
+        if folder.is_chief:
+            untrained = outputs.untrained_metrics(
+                model, data.x_eval, config.seed, folder.backup_dir, initial_epoch
+            )
+        run_state, guard, fit_callbacks = _make_callbacks(config, folder, data, initial_epoch)
+        if config.verbose:
+            print(
+                _start_line(config, data, replicas, folder.out_dir, initial_epoch, policy),
+                flush=True,
+            )
+        seconds = _fit(model, config, data, initial_epoch, fit_callbacks + list(callbacks or []))
+        _check_finite(guard, run_state, config)
+        result = {
+            "run_dir": folder.out_dir,
+            "files": _save_model(model, folder, run_state),
+            "is_chief": folder.is_chief,
+            "replicas": replicas,
+            "seconds": seconds,
+            # Epochs the run had before this process: the summary tells a resumed run (or a
+            # finished one rerun) from a fresh one.
+            "initial_epoch": initial_epoch,
+            "precision": {"requested": config.precision, "policy": policy[0], "reason": policy[1]},
+        }
+        if folder.is_chief:
+            outputs.write_chief_outputs(result, model, config, data, untrained, run_state)
+        return result
 
 
 def _check_fit(config, dataset, likelihood, replicas):
