@@ -212,7 +212,14 @@ class KerasModel:
         import keras
 
         import keras_vae  # noqa: F401 - registers the VAE classes for loading
+        from keras_vae.training import model_size
 
+        try:
+            # Counted from the file's config before Keras builds it: a tampered latent_dim
+            # would otherwise allocate gigabytes first.
+            model_size.check_keras_file(path)
+        except model_size.ModelTooLarge as e:
+            raise UsageError(one_line(e)) from None
         try:
             self.vae = keras.models.load_model(path)
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way

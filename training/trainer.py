@@ -26,7 +26,7 @@ import os
 import time
 import typing
 
-from keras_vae.training import console, distribute, outputs, run_folder
+from keras_vae.training import console, distribute, model_size, outputs, run_folder
 from keras_vae.training.config import ConfigError, TrainConfig
 
 
@@ -130,6 +130,8 @@ def _check_fit(config, dataset, likelihood, replicas):
             )
     if config.binarize and likelihood != "bernoulli":
         raise ConfigError("--binarize needs the Bernoulli likelihood; drop it for gaussian data.")
+    # Before anything is built: a few characters (--latent-dim 10000000) can ask for 60 GB.
+    model_size.check_training(config, dataset.info["shape"])
     if config.batch_size % replicas:
         raise ConfigError(
             f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas, so "
