@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from keras_vae.training import cli, evaluate, outputs, plots
-from keras_vae.training.config import TrainConfig, option
+from keras_vae.training.config import ConfigError, TrainConfig, option
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
@@ -360,3 +360,17 @@ def test_bad_objective_flags_are_one_line_errors(flags, message, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_cosine_schedule_decays_to_a_thirtieth_over_the_run():
+    from keras_vae.training import trainer
+    from keras_vae.training.config import TrainConfig
+
+    config = TrainConfig(learning_rate=3e-3, lr_schedule="cosine", epochs=10)
+    schedule = trainer._learning_rate(config, steps_per_epoch=50)
+    assert float(schedule(0)) == pytest.approx(3e-3)
+    assert float(schedule(250)) == pytest.approx(3e-3 * (1 / 30 + (1 - 1 / 30) * 0.5), rel=1e-4)
+    assert float(schedule(500)) == pytest.approx(1e-4, rel=1e-4)
+    assert trainer._learning_rate(TrainConfig(learning_rate=2e-3), 50) == 2e-3
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")

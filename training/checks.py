@@ -18,13 +18,13 @@ class ConfigError(ValueError):
 
 def parse_sigma(text):
     """`--sigma`: a number (checked by `TrainConfig.validate`) or "learned"."""
-    if text == "learned":
+    if text in ("learned", "calibrated"):
         return text
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a positive number or 'learned'; received {text!r}"
+            f"expected a positive number, 'learned' or 'calibrated'; received {text!r}"
         ) from None
 
 

@@ -32,6 +32,10 @@ from keras_vae.vae import OBJECTIVES
 ARCHS = tuple(ARCHITECTURES)
 LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
 PRECISIONS = precision.PRECISIONS
+LR_SCHEDULES = ("constant", "cosine")
+# Where a cosine schedule ends, as a fraction of --learning-rate (benchmarks/recipe.py: 3e-3 to
+# 1e-4 beat a constant rate on MNIST at equal wall-clock).
+COSINE_FINAL_FRACTION = 1 / 30
 ACTIVATIONS = ("relu", "elu", "gelu", "silu", "tanh", "softplus")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 VERBOSITY = (0, 1, 2)
@@ -86,7 +90,7 @@ class TrainConfig:
         latent_dim: int. Size of z; 2 also draws the latent scatter and manifold.
         likelihood: str or None. "bernoulli", "continuous_bernoulli" (grey pixels) or
             "gaussian"; None picks bernoulli for images and gaussian for vectors.
-        sigma: float or "learned". The Gaussian likelihood's standard deviation.
+        sigma: float, "learned" or "calibrated". The Gaussian likelihood's standard deviation.
         beta: float. Weight of the KL term.
         free_bits: float. Free bits, nats per latent dimension (0: off).
         objective: str. "elbo" or "iwae" (the importance-weighted bound with `k` samples).
@@ -100,6 +104,8 @@ class TrainConfig:
             (`keras_vae.KLWarmup`); 0 is none.
         batch_size: int. Global batch size (split over replicas).
         learning_rate: float. Adam's step size.
+        lr_schedule: str. "constant", or "cosine": the step size decays along a half cosine to
+            `learning_rate` / 30 over the run's epochs.
         seed: int. Seeds the weights, the split, the shuffling and the model's noise.
         precision: str. "float32", "bfloat16", "float16" or "auto" (`keras_vae.precision`):
             the Keras policy the networks train in. float32 by default, so that a run's numbers
@@ -137,7 +143,8 @@ class TrainConfig:
     sigma: float | str = option(
         "learned",
         "model",
-        "gaussian std, a number or 'learned' (default {default})",
+        "gaussian std: a number, 'learned' (one per dimension) or 'calibrated' (sigma-VAE) "
+        "(default {default})",
         type=parse_sigma,
     )
     beta: float = option(1.0, "model", "KL weight (default {default})")
@@ -162,6 +169,12 @@ class TrainConfig:
     )
     batch_size: int = option(64, "training", "global batch (default {default})")
     learning_rate: float = option(1e-3, "training", "Adam step size (default {default:g})")
+    lr_schedule: str = option(
+        "constant",
+        "training",
+        "constant, or cosine: decay --learning-rate to 1/30 of it over --epochs (default constant)",
+        choices=LR_SCHEDULES,
+    )
     seed: int = option(0, "training", "seed for weights, split, noise (default {default})")
     precision: str = option(
         "float32",
@@ -245,7 +258,9 @@ class TrainConfig:
 
     def sigma_value(self):
         """sigma for `keras_vae.build_vae`: a float, or None for a learned one."""
-        return None if self.sigma == "learned" else float(self.sigma)
+        if self.sigma in ("learned", "calibrated"):
+            return None if self.sigma == "learned" else self.sigma
+        return float(self.sigma)
 
     def validate(self):
         """Checks every field; raises `ConfigError` with a one-line reason. Returns self."""
@@ -255,8 +270,8 @@ class TrainConfig:
         check_int("latent_dim", self.latent_dim, 1)
         if self.likelihood is not None:
             check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        if self.sigma != "learned":
-            check_float("sigma", self.sigma, 0.0, strict=True, hint="or 'learned'")
+        if self.sigma not in ("learned", "calibrated"):
+            check_float("sigma", self.sigma, 0.0, strict=True, hint="or 'learned' or 'calibrated'")
         check_float("beta", self.beta, 0.0)
         check_float("free_bits", self.free_bits, 0.0)
         check_choice("objective", self.objective, OBJECTIVES)
@@ -283,6 +298,7 @@ class TrainConfig:
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
         check_float("learning_rate", self.learning_rate, 0.0, strict=True)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         # Seeds go to keras.utils.set_random_seed (below 2**32) and into int32 stateless seeds
         # (the evaluation's noise, keras-vae-sample): int32's non-negative range fits both.
         check_int("seed", self.seed, 0, MAX_SEED)

@@ -213,11 +213,25 @@ def _build_model(config, data, strategy, backup_dir):
         # device only.
         single = strategy.num_replicas_in_sync == 1
         model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
+            optimizer=keras.optimizers.Adam(_learning_rate(config, data.steps)),
             steps_per_execution=_steps_per_execution(data.steps) if single else 1,
         )
         initial_epoch = callbacks_lib.restore(model, backup_dir)
     return model, initial_epoch, policy
+
+
+def _learning_rate(config, steps_per_epoch):
+    """Adam's step size: the flag's number, or a cosine decay over the run's steps (read from the
+    optimizer's step count, so a resumed run continues the curve)."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    import keras
+
+    from keras_vae.training.config import COSINE_FINAL_FRACTION
+
+    return keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, config.epochs * steps_per_epoch, alpha=COSINE_FINAL_FRACTION
+    )
 
 
 def _make_callbacks(config, folder, data, initial_epoch):
