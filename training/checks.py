@@ -85,7 +85,14 @@ def check_int(name, value, minimum, maximum=None):
             f"{name} must be an integer from {minimum} to {maximum}; received {value!r}."
         )
     if not ok:
-        raise ConfigError(f"{name} must be an integer >= {minimum}; received {value!r}.")
+        raise ConfigError(
+            f"{name} must be an integer >= {minimum}; received {value!r}{_type_of(value)}."
+        )
+
+
+def _type_of(value):
+    # A wrong type is named: 2.0 and "2" print like numbers.
+    return "" if type(value) in (int, float) else f" ({type(value).__name__})"
 
 
 def _finite(value):
@@ -101,7 +108,9 @@ def check_float(name, value, minimum, strict=False, hint=""):
     if not ok:
         bound = ">" if strict else ">="
         hint = f" {hint}" if hint else ""
-        raise ConfigError(f"{name} must be a number {bound} {minimum}{hint}; received {value!r}.")
+        raise ConfigError(
+            f"{name} must be a number {bound} {minimum}{hint}; received {value!r}{_type_of(value)}."
+        )
 
 
 # What each annotation accepts, and how the error names it. An int is a number too (JSON writes

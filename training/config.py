@@ -264,7 +264,6 @@ class TrainConfig:
 
     def validate(self):
         """Checks every field; raises `ConfigError` with a one-line reason. Returns self."""
-        check_types(self)
         check_data(self.data)
         check_choice("arch", self.arch, ARCHS)
         check_int("latent_dim", self.latent_dim, 1)
@@ -282,6 +281,9 @@ class TrainConfig:
         self._check_combinations()
         if self.verbose not in VERBOSITY:
             raise ConfigError(f"verbose must be 0, 1 or 2; received {self.verbose!r}.")
+        # Last: the fields' own checks above say more (their range) for most wrong values; this
+        # catches what they let through, e.g. "binarize": "false", which is true.
+        check_types(self)
         return self
 
     def _check_combinations(self):

@@ -66,11 +66,11 @@ def cli_exit(argv):
     [
         ("binarize", "false", "true or false"),
         ("export", "false", "true or false"),
-        ("epochs", 2.0, "an integer"),
+        ("binarize", 0, "true or false"),
+        ("epochs", "2", "an integer"),
         ("seed", "1", "an integer"),
         ("learning_rate", True, "a number"),
-        ("limit", 2.5, "an integer or null"),
-        ("arch", 1, "a string"),
+        ("limit", "all", "an integer"),
         ("verbose", 1.0, "an integer"),
     ],
 )
