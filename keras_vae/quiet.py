@@ -140,6 +140,33 @@ def launched_as_command(argv=None, orig_argv=None):
 
 
 def start_tensorflow_for_commands():
-    """`start_tensorflow` if this process is a keras-vae command and TensorFlow is not loaded."""
-    if "tensorflow" not in sys.modules and launched_as_command():
+    """`start_tensorflow` if this process is a keras-vae command and TensorFlow is not loaded.
+
+    Ctrl-C in those seconds (the import takes several) is one line and exit status 130, as at
+    any other moment of the commands, not a traceback from inside TensorFlow's import."""
+    if "tensorflow" in sys.modules or not launched_as_command():
+        return
+    import signal
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupted(signum, frame):
+        raise Interrupted
+
+    try:
+        previous = signal.signal(signal.SIGINT, interrupted)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
         start_tensorflow()
+        import keras  # noqa: F401  (the rest of the slow start, which keras_vae imports next)
+    except Interrupted:
+        # After quiet_native_logs gave stderr back; os._exit, as a half-imported TensorFlow
+        # need not shut down cleanly.
+        _flush()
+        os.write(2, b"\nkeras-vae: interrupted while starting.\n")
+        os._exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

@@ -125,3 +125,22 @@ def test_only_keras_vae_commands_start_tensorflow_quietly(argv, orig_argv, expec
     from keras_vae import quiet
 
     assert quiet.launched_as_command(argv, orig_argv) is expected
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_tensorflow_starts_is_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_vae.training", "--epochs", "1", "--run-dir",
+         str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    time.sleep(1.0)  # inside the several seconds of TensorFlow's import
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()[-2000:]
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0], lines
+    assert not (tmp_path / "run").exists()

@@ -288,8 +288,12 @@ def _settings(args):
         raise _Refused(f"--seed must be an integer in [0, 2**31); received {seed!r}.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
         raise _Refused(f"--limit must be an integer >= 2; received {limit!r}.")
-    if args.iwae_samples is not None and args.iwae_samples < 0:
-        raise _Refused("--iwae-samples must be >= 0.")
+    from keras_vae.training.config import MAX_IWAE_SAMPLES
+
+    if args.iwae_samples is not None and not 0 <= args.iwae_samples <= MAX_IWAE_SAMPLES:
+        raise _Refused(
+            f"--iwae-samples must be from 0 to {MAX_IWAE_SAMPLES}; received {args.iwae_samples}."
+        )
     return path, run_config, data, 0.2 if test_split is None else test_split, seed, limit
 
 
@@ -308,6 +312,14 @@ def _command(args):
         dataset = load_dataset(data, test_split=test_split, seed=seed, limit=limit)
     except DataError as e:
         raise _Refused(str(e)) from None
+    from keras_vae.training import model_size
+
+    try:
+        # From the file's own config.json, before Keras builds anything: a small tampered file
+        # must not allocate gigabytes.
+        model_size.check_keras_file(path)
+    except model_size.ModelTooLarge as e:
+        raise _Refused(console.one_line(e)) from None
     try:
         model = keras.models.load_model(path)
     except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
