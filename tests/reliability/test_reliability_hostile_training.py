@@ -516,6 +516,11 @@ def test_a_tampered_keras_file_is_refused_before_it_is_built(latent3_keras, tmp_
     assert "Not loading it" in err
     assert not os.path.exists(out + ".npy")
     assert sample.main(["sample", str(latent3_keras), "--num", "4", "--out", out]) == 0
+    # keras-vae-evaluate too: refused before Keras builds it.
+    from keras_vae.training import evaluate
+
+    assert evaluate.main([str(tampered), "--data", "digits", "--iwae-samples", "1"]) == 2
+    assert "Not loading it" in one_line_error(capsys)
 
 
 # ------------------------------------------------------------------------------------------------
