@@ -4,7 +4,9 @@ No timings are asserted anywhere; these only check that the figures the benchmar
 computed from a working reference and a correct count.
 """
 
+import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -129,3 +131,33 @@ def test_real_size_memory_jobs_report_a_peak_from_fresh_processes():
     assert {r["job"] for r in rows} == {"train", "evaluate", "export"}
     assert {r["case"] for r in rows} == {"digits28 28x28 conv", "photos64 64x64x3 conv"}
     assert all(_positive(r["mib"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_recipe_quick_run_computes_every_figure(monkeypatch, tmp_path):
+    from benchmarks import recipe
+
+    # The levels the other parts read (IWAE, warm-up) and the time-based cosine schedule; the
+    # other levels only change the numbers BASE is built with.
+    monkeypatch.setattr(recipe, "QUICK_LEVELS", ("iwae k=5", "5 epochs", "3e-3 cosine to 1e-4"))
+    result = recipe.run("digits28", quick=True, report=lambda r: recipe.write(r, str(tmp_path)))
+    assert result["complete"]
+    rows = result["sweep"]["rows"]
+    assert [r["factor"] for r in rows[:4]] == ["base", "objective", "KL warm-up", "learning rate"]
+    for row in rows:
+        assert all(_positive(row[k]) for k in ("nll", "negative_elbo", "train_s", "steps"))
+    ie = result["iwae_vs_elbo"]
+    assert ie["elbo_equal_steps"]["steps"] == ie["iwae"]["steps"]
+    for name in ("iwae", "elbo_equal_steps", "elbo_equal_time"):
+        assert all(_positive(ie[name][k]) for k in ("nll", "negative_elbo", "epochs"))
+        assert 0 <= ie[name]["active_units"] <= 20
+    au = result["active_units"]
+    assert 0 <= au["without_warmup"] <= 20 and 0 <= au["with_warmup"] <= 20
+    assert _positive(au["without_warmup_nll"]) and _positive(au["with_warmup_nll"])
+    for run in result["long"]["runs"].values():
+        assert [e["minutes"] for e in run["evaluations"]] == [1, 2]
+        assert all(_positive(e["nll"]) and _positive(e["trained_s"]) for e in run["evaluations"])
+    assert result["command"].startswith("keras-vae-train --data digits28 --binarize")
+    text = (tmp_path / "recipe.md").read_text()
+    assert "NLL at 2 s" in text and not re.search(r"\b(nan|inf)\b", text.lower())
+    assert json.loads((tmp_path / "recipe.json").read_text())["complete"]
