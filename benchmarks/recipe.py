@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # `python benchmarks/recipe.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
+from keras_vae.training.config import COSINE_FINAL_FRACTION  # noqa: E402
 
 SEED = 0
 NETWORKS = {
@@ -97,7 +98,7 @@ def describe(recipe):
 
 
 def command_line(recipe, data, epochs):
-    """The `keras-vae-train` command of a recipe (a cosine schedule has no flag yet)."""
+    """The `keras-vae-train` command of a recipe."""
     net = NETWORKS[recipe["network"]]
     parts = ["keras-vae-train", f"--data {data}", "--binarize", f"--arch {net['arch']}"]
     if net["arch"] == "mlp":
@@ -117,9 +118,13 @@ def command_line(recipe, data, epochs):
         f"--learning-rate {recipe['learning_rate']:g}",
         f"--epochs {epochs}",
     ]
-    line = " ".join(parts)
     if recipe["lr_final"] is not None:
-        line += f"  # plus a cosine decay to {recipe['lr_final']:g} over the epochs (no flag yet)"
+        # keras-vae-train's cosine ends at --learning-rate / 30 (COSINE_FINAL_FRACTION).
+        parts.append("--lr-schedule cosine")
+    line = " ".join(parts)
+    fraction = recipe["lr_final"] and recipe["lr_final"] / recipe["learning_rate"]
+    if fraction and abs(fraction - COSINE_FINAL_FRACTION) > 1e-3:
+        line += f"  # the benchmark decayed to {recipe['lr_final']:g}, the flag to a thirtieth"
     return line
 
 
