@@ -124,12 +124,15 @@ def test_real_size_quick_run_computes_every_figure(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_size_memory_jobs_report_a_peak_from_fresh_processes():
+def test_real_size_memory_jobs_report_a_peak_from_fresh_processes(monkeypatch):
     from benchmarks import real_size
 
+    # One case: three fresh processes prove the measurement; the 64x64x3 jobs' peaks are
+    # bounded by tests/test_real_size.py and tests/test_estimators.py.
+    monkeypatch.setattr(real_size, "MEMORY_CASES", {"28x28 conv": (None, "bernoulli")})
     rows = real_size.memory_part("digits28", "digits28", quick=True)
     assert {r["job"] for r in rows} == {"train", "evaluate", "export"}
-    assert {r["case"] for r in rows} == {"digits28 28x28 conv", "photos64 64x64x3 conv"}
+    assert {r["case"] for r in rows} == {"digits28 28x28 conv"}
     assert all(_positive(r["mib"]) for r in rows)
 
 

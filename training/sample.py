@@ -461,6 +461,9 @@ def main(argv=None):
     except UsageError as e:
         print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # files are written atomically: nothing is left half-written
+        print(f"\n{PROG}: interrupted.", file=sys.stderr)
+        return 130
     return 0
 
 
