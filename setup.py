@@ -32,7 +32,7 @@ setup(
         "ai-edge-litert",
     ],
     extras_require={
-        "test": ["pytest", "ruff", "hypothesis"],
+        "test": ["pytest", "pytest-xdist", "ruff", "hypothesis"],
     },
     entry_points={
         "console_scripts": [

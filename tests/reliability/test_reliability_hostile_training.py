@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 
 import pytest
@@ -568,6 +569,9 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
     for line in process.stdout:
         if line.strip() == "ready":
             break
+    # Past the line that printed "ready" and inside main (a signal on that line itself would
+    # be the test's own race, not the command's); main then runs for seconds.
+    time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 130, output[-3000:]
