@@ -284,7 +284,9 @@ def _settings(args):
     limit = args.limit if args.limit is not None else run_config.get("limit")
     if not (isinstance(test_split, (int, float)) and 0 < test_split < 1) and test_split is not None:
         raise _Refused(f"--test-split must be a fraction in (0, 1); received {test_split!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+    from keras_vae.training.config import MAX_SEED
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise _Refused(f"--seed must be an integer in [0, 2**31); received {seed!r}.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
         raise _Refused(f"--limit must be an integer >= 2; received {limit!r}.")

@@ -26,11 +26,11 @@ from keras_vae.export import (
     DEFAULT_MAX_SAMPLES,
     METADATA_PATH,
 )  # light: no TensorFlow before --help
+from keras_vae.training.config import MAX_SEED  # the seeds every command takes
 from keras_vae.training.console import one_line
 
 PROG = "keras-vae-sample"
 MAX_EXAMPLES = DEFAULT_MAX_SAMPLES  # the same cap as the served sample signature
-MAX_SEED = 2**31 - 1
 
 
 EPILOG = """examples:
