@@ -92,9 +92,10 @@ def check_num_samples(num_samples):
     return int(num_samples)
 
 
-def _noise(key, examples, samples, latent_dim):
-    """eps for the pairs (examples[i], samples[i]): `[n, latent_dim]`, from per-example streams."""
-    keys = rng.substream_keys(key, examples)[:, tf.newaxis]
+def _noise(key, ids, examples, samples, latent_dim):
+    """eps for the pairs (examples[i], samples[i]): `[n, latent_dim]`, from per-example streams
+    keyed by the examples' content (`ids`, `rng.content_ids`), not their position."""
+    keys = rng.substream_keys(key, tf.gather(ids, examples))[:, tf.newaxis]
     counter = samples[:, tf.newaxis] * latent_dim + tf.range(latent_dim)[tf.newaxis]
     return rng.normal_at(keys, counter)
 
@@ -109,14 +110,14 @@ def _segment_logsumexp(values, segments, num_segments):
     return top + tf.math.log(total)
 
 
-def _log_weights(model, x, examples, samples, key, proposal):
+def _log_weights(model, x, ids, examples, samples, key, proposal):
     """Log-weights of the pairs (examples[i], samples[i]) of `x`, in float32: `[n]`.
 
     "posterior": log P(X|z) + log P(z) - log Q(z|X) with z ~ Q(z|X), the encoder run on the
     examples the pairs cover. "prior": log P(X|z) with z ~ P(z).
     """
     dtype = tf.float32  # the estimate's sums, under mixed precision too
-    eps = tf.cast(_noise(key, examples, samples, model.latent_dim), dtype)
+    eps = tf.cast(_noise(key, ids, examples, samples, model.latent_dim), dtype)
     xs = tf.cast(tf.gather(x, examples), dtype)
     if proposal == "prior":
         return model.likelihood.log_prob(xs, tf.cast(model.decoder_params(eps), dtype))
@@ -146,11 +147,12 @@ def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
     batch = tf.shape(x)[0]
     total = batch * k
     key = rng.stream_key(seed)
+    ids = rng.content_ids(x)
 
     def step(start, acc, *weights):
         pairs = tf.range(start, tf.minimum(start + chunk, total))
         examples, samples = pairs // k, pairs % k
-        log_w = _log_weights(model, x, examples, samples, key, proposal)
+        log_w = _log_weights(model, x, ids, examples, samples, key, proposal)
         first, span = examples[0], examples[-1] - examples[0] + 1
         part = _segment_logsumexp(log_w, examples - first, span)
         rows = tf.range(first, first + span)[:, tf.newaxis]

@@ -52,11 +52,30 @@ def stream_key(seed):
     )
 
 
+def content_ids(x):
+    """One uint32 per example of `x` `[B, ...]`, a pure function of the example's values.
+
+    The bits of each value (as float32) times a fixed odd weight per position, summed in int32:
+    integer sums wrap but are exact in any order, so an example's id does not depend on the
+    batch it comes in, its position there, or how a kernel splits the sum. Equal examples share
+    an id; -0.0 and 0.0 differ (their bits do).
+    """
+    flat = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
+    bits = tf.bitcast(flat, tf.int32)
+    positions = tf.range(tf.shape(flat)[1])
+    weights = tf.bitwise.bitwise_or(
+        tf.bitcast(_hash_tf(tf.bitcast(positions, tf.uint32)), tf.int32), 1
+    )
+    mixed = tf.reduce_sum(bits * weights[tf.newaxis], axis=1)
+    return _hash_tf(tf.bitcast(mixed, tf.uint32))
+
+
 def substream_keys(key, index):
     """Keys of independent streams under `key`, one per element of the int `index` tensor.
 
-    The importance-weighted estimators give each example its own stream, so its noise is the
-    same whatever the batch around it and however the work is split into chunks.
+    The importance-weighted estimators key each example's stream by its `content_ids`, so its
+    noise is the same whatever the batch around it, wherever it sits in it, and however the
+    work is split into chunks.
     """
     index = tf.cast(index, tf.uint32)
     salted = tf.bitwise.bitwise_xor(index, tf.constant(_SUB_SALT, tf.uint32))

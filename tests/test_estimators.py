@@ -89,6 +89,20 @@ def test_each_example_keeps_its_noise_whatever_the_batch(digits28):
     np.testing.assert_allclose(
         model.log_likelihood(x[:3], 25, seed=9).numpy(), whole[:3], rtol=1e-6
     )
+    # Its place in the batch does not matter either (a served batch mixes clients' requests):
+    # reversed, shifted behind others, or alone, an example scores the same.
+    np.testing.assert_allclose(
+        model.log_likelihood(x[::-1], 25, seed=9).numpy(), whole[::-1], rtol=1e-6
+    )
+    shifted = model.log_likelihood(np.concatenate([x[5:], x[:5]]), 25, seed=9).numpy()
+    np.testing.assert_allclose(shifted, np.concatenate([whole[5:], whole[:5]]), rtol=1e-6)
+    np.testing.assert_allclose(
+        model.log_likelihood(x[6:7], 25, seed=9).numpy(), whole[6:7], rtol=1e-6
+    )
+    # Different examples still get different noise: two equal copies score equally, but the
+    # same digit's score is not every digit's.
+    twice = model.log_likelihood(np.concatenate([x[:1], x[:1]]), 25, seed=9).numpy()
+    assert twice[0] == twice[1]
     other_seed = model.log_likelihood(x, 25, seed=10).numpy()
     assert not np.allclose(other_seed, whole)
     # Unseeded calls draw fresh noise from the model's own generator.

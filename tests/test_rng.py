@@ -42,3 +42,19 @@ def test_draws_are_standard_normal():
     assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / math.sqrt(n)
     # Tails: P(|z| > 3) = 0.0027.
     assert abs(np.mean(np.abs(z) > 3) - 0.0027) < 5 * math.sqrt(0.0027 / n)
+
+
+def test_content_ids_follow_the_example_not_its_place():
+    x = np.random.default_rng(0).random((6, 4, 4, 1)).astype("float32")
+    ids = rng.content_ids(tf.constant(x)).numpy()
+    assert ids.dtype == np.uint32 and ids.shape == (6,)
+    assert len(set(ids.tolist())) == 6  # distinct examples, distinct streams
+    np.testing.assert_array_equal(rng.content_ids(tf.constant(x[::-1])).numpy(), ids[::-1])
+    np.testing.assert_array_equal(rng.content_ids(tf.constant(x[2:3])).numpy(), ids[2:3])
+    # One pixel changed by one ulp, or two pixels swapped, is another example.
+    nudged = x[:1].copy()
+    nudged[0, 1, 2, 0] = np.nextafter(nudged[0, 1, 2, 0], np.float32(2))
+    swapped = x[:1].copy()
+    swapped[0, 0, 0, 0], swapped[0, 0, 1, 0] = x[0, 0, 1, 0], x[0, 0, 0, 0]
+    for other in (nudged, swapped):
+        assert rng.content_ids(tf.constant(other)).numpy()[0] != ids[0]
