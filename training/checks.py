@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 import os
+import re
 import typing
 
 # The names training.data.LOADERS knows (tests/test_training_data.py checks they agree).
@@ -26,6 +27,21 @@ def parse_sigma(text):
         raise argparse.ArgumentTypeError(
             f"expected a positive number, 'learned' or 'calibrated'; received {text!r}"
         ) from None
+
+
+def parse_int(text):
+    """An integer flag: ASCII digits with an optional sign. Python's `int` also takes "1_0"
+    (ten), " 7 " and other scripts' digits, which in a flag are a typo rather than meant: `--version
+    1_0` would write the version folder 10."""
+    try:
+        if re.fullmatch(r"[+-]?[0-9]+", text):
+            return int(text)
+    except ValueError:  # over Python's 4300-digit limit for int()
+        pass
+    shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
+    raise argparse.ArgumentTypeError(
+        f"invalid int value: {shown!r} (expected ASCII digits, e.g. 7 or -1)"
+    )
 
 
 def parse_units(text):
@@ -102,7 +118,16 @@ def _finite(value):
         return False
 
 
+# The float32 range the networks compute in: a setting beyond it (a free_bits of 1e308, a sigma
+# of 1e-300) becomes inf or 0 in the graph, and the first step's NaN loss would be blamed on the
+# learning rate.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+
+
 def check_float(name, value, minimum, strict=False, hint=""):
+    """A finite int or float (not a bool) >= `minimum` (> with `strict`) that float32 holds:
+    at most `FLOAT32_MAX`, and for a `strict` bound of 0 at least `FLOAT32_TINY`."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     ok = ok and (value > minimum if strict else value >= minimum)
     if not ok:
@@ -110,6 +135,11 @@ def check_float(name, value, minimum, strict=False, hint=""):
         hint = f" {hint}" if hint else ""
         raise ConfigError(
             f"{name} must be a number {bound} {minimum}{hint}; received {value!r}{_type_of(value)}."
+        )
+    if abs(value) > FLOAT32_MAX or (strict and minimum == 0 and value < FLOAT32_TINY):
+        raise ConfigError(
+            f"{name} must be a number from {FLOAT32_TINY if strict else minimum:g} to "
+            f"{FLOAT32_MAX:g}, the float32 range the networks compute in; received {value!r}."
         )
 
 
@@ -172,7 +202,11 @@ def read_json_file(path, what, max_bytes=MAX_JSON_BYTES):
     that names `what`, e.g. "--config 'a.json'") when it is unreadable, too big, not UTF-8 JSON,
     or nested too deeply for Python's parser."""
     try:
-        with open(path, "rb") as f:
+        # Opened without blocking: opening a FIFO that no process writes waits for ever, while a
+        # read of one whose writer is gone (or never came) ends at once, empty.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            os.set_blocking(fd, True)
             raw = f.read(max_bytes + 1)
     except OSError as e:
         raise ConfigError(f"Cannot read {what}: {e.strerror or e}.") from None
@@ -181,6 +215,8 @@ def read_json_file(path, what, max_bytes=MAX_JSON_BYTES):
             f"{what} is over {max_bytes} bytes; expected a small JSON file such as a run's "
             "config.json."
         )
+    if not raw.strip():
+        raise ConfigError(f"{what} is empty; expected a JSON object such as a run's config.json.")
     try:
         return json.loads(raw.decode("utf-8"))
     except RecursionError:

@@ -7,7 +7,7 @@ a new setting is one line here.
 """
 
 import dataclasses
-import json
+import os
 
 from keras_vae import precision
 from keras_vae.likelihoods import LIKELIHOODS as LIKELIHOOD_CLASSES
@@ -24,6 +24,7 @@ from keras_vae.training.checks import (  # noqa: F401  (NAMED_DATA: named here t
     check_units,
     parse_sigma,
     parse_units,
+    read_json_file,
 )
 from keras_vae.vae import OBJECTIVES
 
@@ -341,9 +342,9 @@ class TrainConfig:
 
 
 def read_config(path):
-    """Loads a config.json written by a run."""
-    with open(path, encoding="utf-8") as f:
-        return TrainConfig.from_dict(json.load(f))
+    """Loads a config.json written by a run; `ConfigError` when it is unreadable, endless (e.g.
+    /dev/zero), not JSON, nested too deeply or not a valid config."""
+    return TrainConfig.from_dict(read_json_file(path, f"config file {os.fspath(path)!r}"))
 
 
 def check_resumable(saved, config):

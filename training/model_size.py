@@ -54,7 +54,10 @@ def memory_budget():
 
 
 def _gib(n):
-    return f"{n / 2**30:.3g} GiB"
+    # Settings from a JSON file can be any integer (latent_dim 10**400): past float's range
+    # the size is given as a power of ten.
+    gib = n // 2**30
+    return f"{n / 2**30:.3g} GiB" if gib < 10**300 else f"about 10^{len(str(gib)) - 1} GiB"
 
 
 def network_parameters(

@@ -148,6 +148,46 @@ def test_config_files_that_are_not_a_config_are_one_line_errors(text, reason, tm
     assert reason in one_line_error(capsys)
 
 
+def test_config_from_a_fifo_nobody_writes_is_refused_at_once(tmp_path, capsys):
+    # Opening a FIFO for reading waits for a writer: --config must not hang on one.
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    assert cli_exit(["--config", str(fifo)]) == 2
+    assert "is empty" in one_line_error(capsys)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        pytest.param(lambda p: "/dev/zero", "is over 1048576 bytes", id="dev_zero"),
+        pytest.param(lambda p: (p.write_text("[" * 100_000), p)[1], "nested too deeply", id="deep"),
+        pytest.param(
+            lambda p: (p.write_bytes(b"\xff{}"), p)[1], "not valid UTF-8 JSON", id="binary"
+        ),
+        pytest.param(lambda p: p, "Cannot read", id="missing"),
+        pytest.param(
+            lambda p: (p.write_text("[1]"), p)[1], "must be a TrainConfig or a dict", id="list"
+        ),
+    ],
+)
+def test_read_config_refuses_what_is_not_a_config_with_a_config_error(make, reason, tmp_path):
+    from keras_vae.training.config import read_config
+
+    with pytest.raises(ConfigError, match=reason):
+        read_config(make(tmp_path / "config.json"))
+
+
+def test_sizes_past_floats_range_are_refused_on_one_line():
+    from keras_vae.training import model_size
+
+    for values in ({"latent_dim": 10**400}, {"batch_size": 10**400}):
+        with pytest.raises(model_size.ModelTooLarge, match=r"GiB") as info:
+            model_size.check_training(TrainConfig.from_dict(values), (8, 8, 1))
+        assert "\n" not in str(info.value)
+
+
 # ------------------------------------------------------------------------------------------------
 # 6: an empty run dir.
 
