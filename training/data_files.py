@@ -114,7 +114,14 @@ def _npy_header(fp, path):
 
 
 def _check_npy_size(where, shape, dtype, header_bytes, total_bytes):
-    """Refuses a header that declares more data than its file (or zip member) holds."""
+    """Refuses a header that declares Python objects (loading them runs pickle) or more data
+    than its file (or zip member) holds."""
+    if dtype.hasobject:
+        raise DataError(
+            f"{where} holds Python objects (dtype {dtype}), which only pickle can load, and a "
+            "pickle can run code: not loaded. Save a numeric array, e.g. "
+            "np.save(path, x.astype('float32'))."
+        )
     declared = math.prod(shape) * dtype.itemsize
     if declared > total_bytes - header_bytes:
         raise DataError(

@@ -25,14 +25,23 @@ def _entries(folder):
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
-        subfolders = [e.path for e in entries if e.is_dir() and not e.is_symlink()]
-        files = [e for e in entries if not e.is_dir()]
+        subfolders = [e.path for e in entries if _is_dir(e) and not e.is_symlink()]
+        files = [e for e in entries if not _is_dir(e)]
     except OSError as e:
         raise DataError(
             f"Could not list the folder {folder!r} ({type(e).__name__}: {e.strerror}); make it "
             "readable or move it out of the data folder."
         ) from None
     return files, subfolders
+
+
+def _is_dir(entry):
+    # A link in a loop (b.png -> b.png) cannot be followed: it is an entry like a file here, so
+    # that check_regular_file names it, rather than the whole folder failing to list.
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _image_files(folder):

@@ -389,3 +389,24 @@ def test_held_out_values_past_float32_after_scaling_are_a_data_error(tmp_path):
 def _seed_holding_out_row_0(n):
     """A seed whose 10% split holds out row 0 (the split is a seeded permutation)."""
     return next(s for s in range(100) if np.random.default_rng(s).permutation(n)[0] == 0)
+
+
+def test_a_symlink_loop_named_png_is_named_not_the_whole_folder(tmp_path):
+    # b.png -> b.png cannot be followed; the folder itself lists fine.
+    Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    os.symlink(tmp_path / "b.png", tmp_path / "b.png")
+    refused(tmp_path, r"Could not open .*b\.png.*Too many levels of symbolic links")
+
+
+@pytest.mark.parametrize("where", ["npy", "npz_x", "npz_y"])
+def test_object_arrays_are_refused_as_pickles_from_the_header(tmp_path, where):
+    objects = np.array([{"a": 1}, None] * 2, dtype=object)
+    path = tmp_path / ("objects.npy" if where == "npy" else "objects.npz")
+    if where == "npy":
+        np.save(path, objects, allow_pickle=True)
+    elif where == "npz_x":
+        np.savez(path, x=objects)
+    else:
+        np.savez(path, x=np.zeros((4, 3)), y=objects)
+    message = refused(path, r"holds Python objects \(dtype object\), which only pickle can load")
+    assert "truncated" not in message
