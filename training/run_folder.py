@@ -35,6 +35,8 @@ TEMP_FILE = re.compile(r"\.tmp-[a-z0-9_]{8}(\.keras|\.weights\.h5|\.png|\.npy)?"
 # The folders the trainer writes temporary files into (export/ cleans its own; logs/ is
 # TensorBoard's).
 TEMP_FOLDERS = ("", "backup", "samples")
+# The folders a run writes in its run folder (training.trainer and training.outputs).
+WRITTEN_FOLDERS = ("backup", "samples", "logs")
 # history.csv holds one short row per epoch; anything near this is not one of ours.
 MAX_HISTORY_BYTES = 64 << 20
 # The backup's weights file of epoch N (training.callbacks.BACKUP_WEIGHTS, which imports Keras).
@@ -146,7 +148,7 @@ def _regular_file(path):
     """Whether `path` is a regular file (a FIFO would block the reader forever)."""
     try:
         return stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
+    except OSError:  # missing, a link in a loop, a file where a folder should be on the way
         return False
 
 
@@ -298,6 +300,15 @@ def check_resume(run_dir, backup_dir, config):
     check_untrained(os.path.join(backup_dir, "untrained.json"))
 
 
+def check_folders(run_dir):
+    """Refuses (RunFolderError) a file, or anything but a folder, where the trainer writes a
+    folder of its own: the run would otherwise fail at its first epoch's end, an epoch later."""
+    for name in WRITTEN_FOLDERS:
+        path = os.path.join(run_dir, name)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            _refuse(path, f"is not a folder, and the trainer writes {name}/ there", _START_AFRESH)
+
+
 def _check_run_dir(run_dir):
     if not isinstance(run_dir, (str, os.PathLike)) or not os.fspath(run_dir).strip():
         raise ConfigError(
@@ -316,6 +327,7 @@ def prepare_run_dir(run_dir, config):
     try:
         os.makedirs(run_dir, exist_ok=True)
         lock = RunLock(run_dir)
+        check_folders(run_dir)
         remove_stale_temporary_files(run_dir)
         check_resume(run_dir, backup_dir, config)
         atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")

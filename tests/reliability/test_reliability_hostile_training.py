@@ -261,6 +261,33 @@ def test_corrupt_run_folder_files_are_one_line_errors_naming_the_file(
     assert helpers.tree_snapshot(run_copy) == before
 
 
+def test_a_config_json_link_in_a_loop_is_not_a_regular_file(run_copy):
+    # os.stat of the link fails with ELOOP: named as the run folder's file, not "cannot write".
+    os.remove(run_copy / "config.json")
+    os.symlink(run_copy / "config.json", run_copy / "config.json")
+    config = TrainConfig.from_dict({**FAST, "epochs": 2, "hidden_units": [16]})
+    with pytest.raises(run_folder.RunFolderError, match="config.json is not a regular file"):
+        run_folder.prepare_run_dir(str(run_copy), config)
+
+
+@pytest.mark.parametrize("name", ["backup", "samples", "logs"])
+@pytest.mark.parametrize("resume", [True, False], ids=["resume", "new"])
+def test_a_file_where_the_trainer_writes_a_folder_is_refused_up_front(
+    run_copy, tmp_path, name, resume
+):
+    # Otherwise the run trains an epoch, then fails writing there.
+    folder = run_copy if resume else tmp_path / "new"
+    folder.mkdir(exist_ok=True)
+    if (folder / name).is_dir():
+        shutil.rmtree(folder / name)
+    (folder / name).write_bytes(b"not a folder")
+    before = helpers.tree_snapshot(folder)
+    config = TrainConfig.from_dict({**FAST, "epochs": 2, "hidden_units": [16]})
+    with pytest.raises(run_folder.RunFolderError, match=f"{name} is not a folder"):
+        run_folder.prepare_run_dir(str(folder), config)
+    assert helpers.tree_snapshot(folder) == before
+
+
 def test_state_naming_another_runs_weights_is_refused(run_copy, finished_run):
     # A state.json pointing at a complete, valid weights file of another run folder.
     other = os.path.join(finished_run, "backup", "epoch_0001.weights.h5")
