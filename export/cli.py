@@ -22,7 +22,10 @@ example:
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
+    from keras_vae.training.checks import parse_int
+    from keras_vae.training.console import OneLineParser
+
+    parser = OneLineParser(
         prog="keras-vae-export",
         description=(
             "Export a trained keras-vae model as a SavedModel for TF Serving "
@@ -36,7 +39,9 @@ def _parser():
     )
     parser.add_argument("--out", required=True, help="output folder (TF Serving's base path)")
     parser.add_argument("--name", default="vae", help="model name (default: vae)")
-    parser.add_argument("--version", type=int, default=1, help="version folder, >= 1 (default: 1)")
+    parser.add_argument(
+        "--version", type=parse_int, default=1, help="version folder, >= 1 (default: 1)"
+    )
     parser.add_argument("--tflite", action="store_true", help="also write TFLite models")
     parser.add_argument(
         "--quantize",
@@ -55,20 +60,20 @@ def _parser():
     )
     parser.add_argument(
         "--max-samples",
-        type=int,
+        type=parse_int,
         default=DEFAULT_MAX_SAMPLES,
         help=f"cap on num_samples per sample request (default: {DEFAULT_MAX_SAMPLES})",
     )
     parser.add_argument(
         "--max-batch",
-        type=int,
+        type=parse_int,
         default=DEFAULT_MAX_BATCH,
         help="cap on examples per serving_default/encode/decode/log_likelihood request "
         f"(default: {DEFAULT_MAX_BATCH})",
     )
     parser.add_argument(
         "--iw-samples",
-        type=int,
+        type=parse_int,
         default=DEFAULT_IW_SAMPLES,
         help=f"importance samples per example in log_likelihood (default: {DEFAULT_IW_SAMPLES})",
     )

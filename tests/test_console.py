@@ -144,3 +144,14 @@ def test_ctrl_c_while_tensorflow_starts_is_one_line_and_exit_130(tmp_path):
     lines = [line for line in err.decode().splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0], lines
     assert not (tmp_path / "run").exists()
+
+
+def test_one_line_parser_names_the_command_and_its_help(capsys):
+    parser = console.OneLineParser(prog="keras-vae-x")
+    parser.add_subparsers(dest="mode", required=True).add_parser("go").add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["go", "--n", "x"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        "keras-vae-x: error: argument --n: invalid int value: 'x' (see keras-vae-x go --help)\n"
+    )

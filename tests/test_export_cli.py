@@ -180,3 +180,20 @@ def test_out_of_range_numbers_fail_clearly_before_loading(run_dir, tmp_path, cap
     with pytest.raises(ValueError, match="version must be at most 9223372036854775807"):
         export.export_saved_model(vae(), out, version=2**63)
     assert not out.exists()
+
+
+def test_usage_errors_are_one_line(run_dir, tmp_path, capsys):
+    # argparse's errors came with its usage block; --version 1_0 (int() reads it as 10) wrote
+    # version folder 10.
+    for argv, reason in [
+        (["--version", "abc"], "argument --version: invalid int value: 'abc'"),
+        (["--version", "1_0"], "argument --version: invalid int value: '1_0'"),
+        (["--precision", "float16"], "unrecognized arguments: --precision float16"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            cli.main([str(run_dir), "--out", str(tmp_path / "o"), *argv])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2
+        assert err.startswith("keras-vae-export: error: ") and err.count("\n") == 1, err
+        assert reason in err
+    assert list(tmp_path.iterdir()) == []

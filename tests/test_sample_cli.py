@@ -189,3 +189,22 @@ def test_help_shows_examples_and_the_console_script():
     assert result.returncode == 0, result.stderr
     assert "examples:" in result.stdout and "keras-vae-sample sample" in result.stdout
     assert "keras-vae-sample=keras_vae.training.sample:main" in (REPO / "setup.py").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (["sample", "m.keras", "--out", "s", "--seed", "nan"], "argument --seed: invalid int"),
+        (["sample", "m.keras", "--out", "s", "--num", "1_6"], "invalid int value: '1_6'"),
+        (["draw", "m.keras"], "argument MODE: invalid choice: 'draw'"),
+        (["sample", "m.keras", "--out", "s", "--number", "3"], "unrecognized arguments: --number"),
+    ],
+)
+def test_usage_errors_are_one_line(capsys, argv, reason):
+    # argparse printed its usage block first, and named the subcommand's parser as the program.
+    with pytest.raises(SystemExit) as stop:
+        sample.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.startswith("keras-vae-sample: error: ") and err.count("\n") == 1, err
+    assert reason in err

@@ -210,6 +210,9 @@ def test_flags_override_the_config_file_field_by_field(tmp_path):
         (["--sigma", "-1"], "sigma must be a number > 0"),
         (["--data", "ring", "--arch", "conv"], "--arch conv needs images"),
         (["--devices", "/gpu:0"], "--devices applies to --strategy mirrored"),
+        # Python's int() reads "1_0" as 10 and " 7" as 7; a flag takes ASCII digits only.
+        (["--seed", "1_0"], "invalid int value: '1_0'"),
+        (["--epochs", " 7"], "invalid int value: ' 7'"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line_before_any_work(argv, reason, tmp_path, capsys):
@@ -374,3 +377,23 @@ def test_cosine_schedule_decays_to_a_thirtieth_over_the_run():
     assert trainer._learning_rate(TrainConfig(learning_rate=2e-3), 50) == 2e-3
     with pytest.raises(ConfigError, match="lr_schedule"):
         TrainConfig(lr_schedule="step")
+
+
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (["--seed", "nan"], "argument --seed: invalid int value: 'nan'"),
+        (["--limit", "1_0"], "argument --limit: invalid int value: '1_0'"),
+        (["--iwae-samples"], "argument --iwae-samples: expected one argument"),
+    ],
+)
+def test_evaluate_usage_errors_are_one_line(argv, reason, tmp_path, capsys):
+    # argparse's own errors came with its usage block, over several lines.
+    try:
+        code = evaluate.main([str(tmp_path / "model.keras"), *argv])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("keras-vae-evaluate: error: ") and err.count("\n") == 1, err
+    assert reason in err

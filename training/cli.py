@@ -10,8 +10,9 @@ import os
 import sys
 import typing
 
-from keras_vae.training.checks import read_json_file
+from keras_vae.training.checks import parse_int, read_json_file
 from keras_vae.training.config import GROUPS, ConfigError, TrainConfig
+from keras_vae.training.console import OneLineParser
 
 PROG = "keras-vae-train"
 EPILOG = """examples:
@@ -35,15 +36,9 @@ latent_manifold.png (2-D latent), metrics.json, export/ (SavedModel and TFLite; 
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line, no usage block: the reason, then where to look.
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser():
     """The flags: `--config`, `--run-dir`, and one per `TrainConfig` field, in its group."""
-    p = _Parser(
+    p = OneLineParser(
         prog=PROG,
         description="Train a variational autoencoder on images or tables, with pictures, "
         "held-out numbers, resumption and tf.distribute.",
@@ -71,8 +66,10 @@ def _flag(field):
     implied = {}
     if types == [bool]:
         implied = {"action": argparse.BooleanOptionalAction}
-    elif types in ([int], [float]):
-        implied = {"type": types[0]}
+    elif types == [int]:
+        implied = {"type": parse_int}
+    elif types == [float]:
+        implied = {"type": float}
     return {
         "help": field.metadata["help"].format(default=default),
         **implied,

@@ -13,9 +13,21 @@ Example:
 ...     tflite_bytes = converter.convert()
 """
 
+import argparse
 import sys
 
 from keras_vae.quiet import ENV, quiet_native_logs, start_tensorflow, tf_logs_wanted  # noqa: F401
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose usage errors are one line and exit status 2, as every other
+    error of the commands is, instead of argparse's usage block:
+    `keras-vae-sample: error: argument --seed: invalid int value: 'nan' (see keras-vae-sample
+    sample --help)`. A subcommand's parser (`add_subparsers`) is one too."""
+
+    def error(self, message):
+        command = self.prog.split()[0]  # "keras-vae-sample sample": the command is the first word
+        self.exit(2, f"{command}: error: {message} (see {self.prog} --help)\n")
 
 
 def one_line(error):

@@ -187,11 +187,13 @@ def _elbo_terms(model, batch, seed, step):
 
 
 def _examples(text):
+    from keras_vae.training.checks import parse_int
+
     if text == "all":
         return "all"
     try:
-        value = int(text)
-    except ValueError:
+        value = parse_int(text)
+    except argparse.ArgumentTypeError:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'all'; received {text!r}")
@@ -214,7 +216,10 @@ def _plan(args, run_config, dataset):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
+    from keras_vae.training.checks import parse_int
+    from keras_vae.training.console import OneLineParser
+
+    parser = OneLineParser(
         prog="keras-vae-evaluate",
         description="Held-out negative ELBO, reconstruction, KL and importance-weighted "
         "log-likelihood (nats and bits/dim) of a saved keras-vae model.",
@@ -224,11 +229,13 @@ def _parser():
     parser.add_argument("model", help="a .keras file written by keras-vae-train (or its run dir)")
     parser.add_argument("--data", help="data name or path (default: the run's config.json)")
     parser.add_argument("--test-split", type=float, help="held-out fraction (default: the run's)")
-    parser.add_argument("--seed", type=int, help="split and sampling seed (default: the run's)")
-    parser.add_argument("--limit", type=int, help="at most this many examples")
+    parser.add_argument(
+        "--seed", type=parse_int, help="split and sampling seed (default: the run's)"
+    )
+    parser.add_argument("--limit", type=parse_int, help="at most this many examples")
     parser.add_argument(
         "--iwae-samples",
-        type=int,
+        type=parse_int,
         help="K (default: the run's plan: up to 1000, in proportion to its training; 1000 "
         "without a run); 0 skips the IWAE estimate",
     )

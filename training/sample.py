@@ -26,8 +26,9 @@ from keras_vae.export import (
     DEFAULT_MAX_SAMPLES,
     METADATA_PATH,
 )  # light: no TensorFlow before --help
+from keras_vae.training.checks import parse_int
 from keras_vae.training.config import MAX_SEED  # the seeds every command takes
-from keras_vae.training.console import one_line
+from keras_vae.training.console import OneLineParser, one_line
 
 PROG = "keras-vae-sample"
 MAX_EXAMPLES = DEFAULT_MAX_SAMPLES  # the same cap as the served sample signature
@@ -53,7 +54,7 @@ class UsageError(ValueError):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="Draw prior samples, decode latents, reconstruct or interpolate inputs with "
         "a trained keras-vae model (a .keras file or run folder) or a SavedModel written by "
@@ -83,9 +84,11 @@ def _parser():
         return sub
 
     sample = mode("sample", "decoded draws from the prior N(0, I)")
-    sample.add_argument("--num", type=int, default=64, help="how many, 1 to 1024 (default: 64)")
     sample.add_argument(
-        "--seed", type=int, default=0, help="the draw's seed, 0 to 2**31-1 (default: 0)"
+        "--num", type=parse_int, default=64, help="how many, 1 to 1024 (default: 64)"
+    )
+    sample.add_argument(
+        "--seed", type=parse_int, default=0, help="the draw's seed, 0 to 2**31-1 (default: 0)"
     )
     decode = mode("decode", "decode latents z of shape (N, latent_dim)")
     decode.add_argument("--latents", required=True, metavar="NPY", help="a .npy of latents")
@@ -100,7 +103,7 @@ def _parser():
         "--inputs", required=True, metavar="NPY", help="a .npy of examples; the first two are used"
     )
     interpolate.add_argument(
-        "--steps", type=int, default=10, help="points on the line, ends included, 2 to 1024"
+        "--steps", type=parse_int, default=10, help="points on the line, ends included, 2 to 1024"
     )
     return parser
 
