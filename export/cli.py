@@ -166,6 +166,10 @@ def _check_flags(args):
     leaves nothing behind, and its retry needs no --overwrite."""
     from keras_vae import export
 
+    if not args.out.strip():  # an unset shell variable: it would mean the current folder
+        raise ValueError(
+            f"--out must name a folder (TF Serving's model base path); received {args.out!r}."
+        )
     export.check_version(args.version, "--version")
     export.check_count(args.max_samples, "--max-samples")
     export.check_count(args.max_batch, "--max-batch")

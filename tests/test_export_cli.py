@@ -197,3 +197,14 @@ def test_usage_errors_are_one_line(run_dir, tmp_path, capsys):
         assert err.startswith("keras-vae-export: error: ") and err.count("\n") == 1, err
         assert reason in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_out_is_refused(run_dir, tmp_path, capsys, monkeypatch):
+    # --out "" (an unset shell variable) exported into the current folder.
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([str(run_dir), "--out", ""]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("keras-vae-export: error: --out must name a folder") and err.count("\n") == 1
+    ), err
+    assert list(tmp_path.iterdir()) == []

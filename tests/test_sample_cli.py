@@ -191,6 +191,17 @@ def test_help_shows_examples_and_the_console_script():
     assert "keras-vae-sample=keras_vae.training.sample:main" in (REPO / "setup.py").read_text()
 
 
+@pytest.mark.parametrize("out", ["", "{tmp}/folder/", "{tmp}/.npy"])
+def test_out_without_a_file_prefix_is_refused(trained, tmp_path, capsys, monkeypatch, out):
+    # --out "" (an unset shell variable) wrote .npy and .png, hidden files, in the current folder.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    code, printed = _run(capsys, "sample", trained["run"], "--out", out.format(tmp=tmp_path))
+    assert code == 2 and printed.err.count("\n") == 1, printed.err
+    assert "--out must end in a file name prefix, e.g. samples or out/samples" in printed.err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder"]
+
+
 @pytest.mark.parametrize(
     "argv, reason",
     [

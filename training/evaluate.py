@@ -268,6 +268,17 @@ def main(argv=None):
 def _settings(args):
     """The model path, the run's config.json (if any) and the data, split and seed to use, all
     checked before TensorFlow starts; raises `_Refused`."""
+    # An empty value (an unset shell variable) would otherwise mean the run's data, or no file.
+    if args.data is not None and not args.data.strip():
+        raise _Refused(
+            f"--data must name data or a path; received {args.data!r}. Leave the flag out for "
+            "the run's own data (its config.json)."
+        )
+    if args.json is not None and not args.json.strip():
+        raise _Refused(
+            f"--json must name a file; received {args.json!r}. Leave the flag out to print the "
+            "metrics only."
+        )
     path = args.model
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")

@@ -115,9 +115,16 @@ def _count(value, flag, minimum):
 
 def output_paths(prefix, overwrite):
     """`(PREFIX.npy, PREFIX.png)`, refused when the folder is missing or a file exists."""
+    given = prefix
     for suffix in (".npy", ".png"):
         if prefix.endswith(suffix):
             prefix = prefix[: -len(suffix)]
+    if os.path.basename(prefix).strip() in ("", ".", ".."):
+        # "" (an unset shell variable) or "out/" would write .npy and .png, hidden files.
+        raise UsageError(
+            f"--out must end in a file name prefix, e.g. samples or out/samples (for "
+            f"samples.npy and samples.png); received {given!r}."
+        )
     folder = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(folder):
         raise UsageError(
@@ -152,6 +159,11 @@ def model_kind(path):
     if not path.endswith(".keras"):
         raise UsageError(
             f"expected a .keras file, a run folder or an export's version folder; received {path!r}."
+        )
+    if not os.path.isfile(path):
+        # A FIFO would block the zip reader for ever, /dev/zero feed it without end.
+        raise UsageError(
+            f"{path!r} is not a regular file (a FIFO, device or socket); expected a .keras file."
         )
     return "keras", path
 
