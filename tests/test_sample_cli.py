@@ -1,6 +1,7 @@
 """`keras-vae-sample`: prior samples, decodes, reconstructions and interpolations from a `.keras`
 file, a run folder or an export, checked against the Python API and the export's signatures."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -219,3 +220,22 @@ def test_usage_errors_are_one_line(capsys, argv, reason):
     assert stop.value.code == 2
     assert err.startswith("keras-vae-sample: error: ") and err.count("\n") == 1, err
     assert reason in err
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        pytest.param(lambda p: os.mkfifo(p), "is not a regular file", id="fifo"),
+        pytest.param(lambda p: os.symlink("/dev/zero", p), "is not a regular file", id="dev_zero"),
+        pytest.param(lambda p: p.write_bytes(b""), "is not a .keras file (not a zip", id="empty"),
+        pytest.param(lambda p: p.write_text("hello"), "is not a .keras file (not a zip", id="text"),
+    ],
+)
+def test_a_model_path_that_is_no_keras_file_is_one_line_at_once(make, reason, tmp_path, capsys):
+    # A FIFO blocked the zip reader for ever and /dev/zero fed it gigabytes; any non-zip file
+    # was Keras' "File not found".
+    path = tmp_path / "m.keras"
+    make(path)
+    code, printed = _run(capsys, "sample", path, "--num", 2, "--out", tmp_path / "s")
+    assert code == 2 and printed.err.count("\n") == 1, printed.err
+    assert reason in printed.err and "File not found" not in printed.err

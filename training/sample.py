@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sys
+import zipfile
 
 from keras_vae.export import (
     DEFAULT_MAX_SAMPLES,
@@ -229,6 +230,12 @@ class KerasModel:
         import keras_vae  # noqa: F401 - registers the VAE classes for loading
         from keras_vae.training import model_size
 
+        if not zipfile.is_zipfile(path):
+            # Keras reports any file that is not a zip as "File not found", which it is not.
+            raise UsageError(
+                f"{path!r} is not a .keras file (not a zip archive): it is empty, truncated or "
+                "another format. Save the model with model.save('model.keras')."
+            )
         try:
             # Counted from the file's config before Keras builds it: a tampered latent_dim
             # would otherwise allocate gigabytes first.
