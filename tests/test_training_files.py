@@ -3,6 +3,7 @@ import os
 import stat
 import threading
 
+import numpy as np
 import pytest
 
 from keras_vae.training.files import atomic_write, atomic_write_text
@@ -85,3 +86,32 @@ def test_a_symlink_is_written_through_atomically(tmp_path):
 def test_a_folder_is_refused(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder; expected a file path"):
         atomic_write_text(tmp_path, "x")
+
+
+def test_extras_on_a_cadence_stay_within_their_share_and_always_run_last(monkeypatch):
+    from keras_vae.training import callbacks
+
+    clock = [0.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    cadence, ran = callbacks.Cadence(share=0.1), []
+
+    def extra(epoch):
+        clock[0] += 1.0  # each run costs 1 s: at most one per 10 s of training
+        ran.append(epoch)
+
+    for epoch in range(40):
+        clock[0] += 0.5  # a 0.5 s epoch
+        if cadence.due(final=epoch == 39):
+            cadence.run(lambda e=epoch: extra(e))
+    assert ran[0] == 0 and ran[-1] == 39
+    gaps = np.diff(ran[:-1])
+    assert gaps.min() >= 20, ran  # 10 s / 0.5 s per epoch
+    assert sum(1.0 for _ in ran) / clock[0] <= 0.1 + 1 / clock[0]
+    # A share of None runs every epoch; at_first=False waits from start() on.
+    every = callbacks.Cadence(share=None)
+    assert all(every.due() for _ in range(3))
+    later = callbacks.Cadence(share=0.1, at_first=False, cost=1.0)
+    later.start()
+    assert not later.due()
+    clock[0] += 10.0
+    assert later.due()

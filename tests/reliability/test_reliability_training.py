@@ -152,7 +152,9 @@ def test_nan_mid_run_keeps_the_last_good_model_and_backup(tmp_path):
         callbacks=[_AbsurdLearningRateAt(2), guard, run_state],
     )
     assert guard.diverged_at is not None and guard.diverged_at[0] == 2
-    assert not callbacks.weights_are_finite(vae)  # the fault really happened
+    # The fault happened (the guard saw it); RunState then put the last good epoch back into the
+    # model, from the backup, to write it as model.keras.
+    assert callbacks.weights_are_finite(vae)
     assert run_state.last_good_epoch == 1
     assert history_epochs(run_dir) == [0, 1]
     good = assert_finite_model(run_dir / "model.keras")
@@ -160,8 +162,9 @@ def test_nan_mid_run_keeps_the_last_good_model_and_backup(tmp_path):
     restored = keras_vae.build_vae((8, 8, 1), latent_dim=2, hidden_units=(16,), seed=0)
     restored.compile(optimizer=keras.optimizers.Adam(1e-3))
     assert callbacks.restore(restored, str(backup_dir)) == 2
-    for a, b in zip(good.weights, restored.weights, strict=True):
+    for a, b, c in zip(good.weights, restored.weights, vae.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(c), np.asarray(b))
     assert not [p for p in os.listdir(run_dir) if p.startswith(".tmp-")]
 
 
