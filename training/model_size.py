@@ -206,6 +206,24 @@ def config_parameters(config):
     return total
 
 
+def _check_members(path, archive, parameters):
+    """Refuses (`ModelTooLarge`) a member that declares more bytes than the model can fill:
+    Keras reads the weights file whole into memory, so a few megabytes of deflated zeros
+    declaring gigabytes would take gigabytes. The weights may hold float64 copies of every
+    weight and of the optimizer's state (`TRAINING_COPIES`), plus HDF5's own structure."""
+    weights_limit = parameters * 8 * TRAINING_COPIES + MAX_CONFIG_BYTES
+    for info in archive.infolist():
+        weights = info.filename.endswith((".weights.h5", ".weights.npz"))
+        limit = weights_limit if weights else MAX_CONFIG_BYTES
+        if info.file_size > limit:
+            what = f"the {parameters:,} weights its config.json describes" if weights else "it"
+            raise ModelTooLarge(
+                f"{path!r}: its {info.filename} declares {info.file_size:,} bytes, more than "
+                f"{what} can take ({limit:,} bytes). Not loading it: the file is tampered with "
+                "or not a keras-vae model."
+            )
+
+
 def check_keras_file(path):
     """Refuses (`ModelTooLarge`) a `.keras` file whose model would exceed `memory_budget()`
     once built, counted from its config.json before Keras reads it. Other damage (not a zip,
@@ -220,6 +238,7 @@ def check_keras_file(path):
                 )
             config = json.loads(archive.read(info).decode("utf-8"))
             parameters = config_parameters(config)
+            _check_members(path, archive, parameters)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         if isinstance(e, ModelTooLarge):
             raise

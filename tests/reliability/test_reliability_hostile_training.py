@@ -591,6 +591,28 @@ def test_a_tampered_keras_file_is_refused_before_it_is_built(latent3_keras, tmp_
     assert "Not loading it" in one_line_error(capsys)
 
 
+def test_a_weights_member_declaring_far_more_than_its_model_is_refused(tmp_path):
+    # Keras reads model.weights.h5 whole: 200 KB of deflated zeros would take 200 MB (4 GB in
+    # the fuzz case) for a model of some 2,500 weights.
+    from keras_vae.training import model_size, sample
+
+    source = helpers.REPO / "tests" / "data" / "mlp_bernoulli.keras"
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in src.namelist():
+            if name != "model.weights.h5":
+                out.writestr(name, src.read(name))
+        with out.open("model.weights.h5", "w") as member:
+            for _ in range(200):
+                member.write(bytes(2**20))
+    assert os.path.getsize(bomb) < 2**20
+    with pytest.raises(model_size.ModelTooLarge, match=r"model\.weights\.h5 declares 209,715,200"):
+        model_size.check_keras_file(str(bomb))
+    model_size.check_keras_file(str(source))  # the honest file passes
+    with pytest.raises(sample.UsageError, match="Not loading it"):
+        sample.KerasModel(str(bomb))
+
+
 # ------------------------------------------------------------------------------------------------
 # 10: bad --devices and TF_CONFIG.
 
