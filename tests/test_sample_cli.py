@@ -239,3 +239,28 @@ def test_a_model_path_that_is_no_keras_file_is_one_line_at_once(make, reason, tm
     code, printed = _run(capsys, "sample", path, "--num", 2, "--out", tmp_path / "s")
     assert code == 2 and printed.err.count("\n") == 1, printed.err
     assert reason in printed.err and "File not found" not in printed.err
+
+
+def test_a_tampered_layer_says_what_is_wrong_not_keras_advice_for_authors(
+    trained, tmp_path, capsys
+):
+    # Keras wraps the reason once per level in "... could not be deserialized properly. Please
+    # ensure that components ... are explicitly deserialized in the model's from_config()".
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(trained["run"] / "model.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    text = members["config.json"].decode()
+    members["config.json"] = text.replace('"activation": "relu"', json.dumps(
+        {"activation": {"module": "os", "class_name": "function", "config": "system",
+                        "registered_name": "function"}})[1:-1]).encode()  # fmt: skip
+    assert members["config.json"].decode() != text
+    path = tmp_path / "tampered.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    code, printed = _run(capsys, "sample", path, "--num", 2, "--out", tmp_path / "s")
+    assert code == 2 and printed.err.count("\n") == 1, printed.err
+    assert "Could not locate function 'system'" in printed.err
+    assert "deserialized properly" not in printed.err and "Full object config" not in printed.err

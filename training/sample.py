@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import zipfile
 
@@ -245,7 +246,7 @@ class KerasModel:
         try:
             self.vae = keras.models.load_model(path)
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
-            raise UsageError(f"cannot load {path!r} as a keras-vae model: {one_line(e)}") from e
+            raise UsageError(f"cannot load {path!r} as a keras-vae model: {_reason(e)}") from e
         if not hasattr(self.vae, "latent_dim") or not hasattr(self.vae, "data_shape"):
             raise UsageError(
                 f"{path!r} holds a {type(self.vae).__name__}; expected a keras_vae.VAE."
@@ -270,6 +271,19 @@ class KerasModel:
 
     def reconstruct(self, x):
         return _numpy(self.vae.reconstruct(x))
+
+
+def _reason(error):
+    """A Keras load failure's reason on one line. A layer that fails inside a model is wrapped
+    once per level in "<class ...> could not be deserialized properly. Please ensure that
+    components ... are explicitly deserialized in the model's from_config()" (advice for the
+    model's author), and then in "Error when deserializing class ... using config=...": the
+    innermost error says what is wrong with the file, e.g. "Could not locate function 'system'",
+    without the config dump Keras appends."""
+    wrappers = ("could not be deserialized properly", "Error when deserializing")
+    while any(w in str(error) for w in wrappers) and (error.__cause__ or error.__context__):
+        error = error.__cause__ or error.__context__
+    return re.split(r" Full (?:object )?config:", one_line(error))[0]
 
 
 class ExportedModel:
