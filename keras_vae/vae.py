@@ -25,6 +25,15 @@ OBJECTIVES = ("elbo", "iwae")
 MIN_POSTERIOR_SCALE = 1e-4
 
 
+def _on_examples(network, x):
+    """`network(x)`, for an empty batch too: oneDNN's Conv2D returns a wrongly shaped result on
+    zero examples ("Incompatible shapes: [0,28,28,4] vs. [1,1,1,8]"), so an empty batch runs
+    one zero example and keeps none of its output."""
+    n = tf.shape(x)[0]
+    one = tf.zeros(tf.concat([[1], tf.shape(x)[1:]], 0), x.dtype)
+    return network(tf.cond(n > 0, lambda: x, lambda: one))[:n]
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
 class VAE(Inference, keras.Model):
     """A variational autoencoder trained by maximizing the ELBO.
@@ -159,7 +168,7 @@ class VAE(Inference, keras.Model):
 
     def posterior(self, x):
         """Q(z|X) for a batch `x`, as a `tfd.MultivariateNormalDiag` with batch shape `[B]`."""
-        return self.posterior_from_encoding(self.encoder(self._check_inputs(x)))
+        return self.posterior_from_encoding(_on_examples(self.encoder, self._check_inputs(x)))
 
     def _posterior_noise(self, batch_size, num_samples=None):
         """Standard normal noise `[batch_size, latent_dim]` for the reparameterization trick, or

@@ -472,3 +472,21 @@ def test_new_arguments_round_trip_through_config_and_keras_files(tmp_path, digit
     assert loaded.metrics_names == vae.metrics_names
     floored = small_vae(free_bits=0.25)
     assert assert_config_round_trip(floored, free_bits=0.25).free_bits == 0.25
+
+
+def test_an_empty_batch_encodes_and_scores_to_empty_outputs_with_conv_networks():
+    # oneDNN's Conv2D failed on zero examples ("Incompatible shapes: [0,28,28,4] vs.
+    # [1,1,1,8]"): the served encode and serving_default refused an empty request.
+    vae = keras_vae.build_vae(
+        (28, 28, 1), latent_dim=4, arch="conv", likelihood="gaussian", filters=(4, 8), seed=0
+    )
+    empty = np.zeros((0, 28, 28, 1), "float32")
+    mean, scale = vae.encode(empty)
+    assert mean.shape == (0, 4) and scale.shape == (0, 4)
+    assert vae.reconstruct(empty).shape == (0, 28, 28, 1)
+    assert vae.log_likelihood(empty, num_samples=4, seed=0).shape == (0,)
+    # A batch that is not empty is untouched by the guard.
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
+    direct = vae.posterior_from_encoding(vae.encoder(x))
+    np.testing.assert_array_equal(vae.encode(x)[0], direct.loc)
+    np.testing.assert_array_equal(vae.encode(x)[1], direct.scale.diag)
