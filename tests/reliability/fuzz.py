@@ -36,6 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # hostile input may take the process near the gigabytes the issue saw (8.85 GB for one request).
 MEMORY_LIMIT_BYTES = 3 * 2**30
 CATEGORIES = ("serving", "tflite", "config", "flags", "data", "run_folder", "keras_file")
+# Not run by default: cases whose verdicts are known, to test the runner itself.
+SELF_TEST = "selftest"
 CLEAR, CORRECT, MISBEHAVED = "clear error", "correct result", "misbehaved"
 
 
@@ -113,6 +115,7 @@ def generate(category, full):
         "data": "fuzz_files",
         "run_folder": "fuzz_files",
         "keras_file": "fuzz_files",
+        SELF_TEST: "fuzz",
     }[category]
     cases = list(getattr(__import__(module), f"{category}_cases")(full))
     names = [c.name for c in cases]
@@ -120,6 +123,42 @@ def generate(category, full):
     if duplicated:
         raise RuntimeError(f"fuzz: case names repeated in {category}: {duplicated}")
     return cases
+
+
+def selftest_cases(full):
+    """One case per verdict the runner must reach, each followed by one that must still run."""
+    import signal
+
+    import numpy as np
+
+    def hang():
+        time.sleep(3600)
+
+    def grow():
+        blocks = []
+        while True:  # past MEMORY_LIMIT_BYTES within a second or two, touched so it is resident
+            blocks.append(np.ones(2**27, np.uint8))
+
+    def crash():
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    def refuse():
+        raise ValueError("n must be at least 1; received 0")
+
+    return [
+        Case("clear", refuse, refusal="must be at least 1"),
+        Case("unclear", refuse, refusal="something else"),
+        Case("wrong kind", lambda: {}["missing"]),
+        Case("accepted", lambda: 3),
+        Case("correct", lambda: 3, "result", check=lambda v: None if v == 3 else "not 3"),
+        Case("wrong", lambda: 4, "result", check=lambda v: None if v == 3 else "not 3"),
+        Case("hang", hang, seconds=2),
+        Case("after the hang", lambda: 1, "result"),
+        Case("memory", grow),
+        Case("after the memory", lambda: 1, "result"),
+        Case("signal", crash),
+        Case("after the signal", lambda: 1, "result"),
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,7 +326,7 @@ def main(argv=None):
     p.add_argument("--full", action="store_true", help="every case, not the fast subset")
     p.add_argument("--category", action="append", choices=CATEGORIES, help="(repeatable)")
     p.add_argument("--verbose", action="store_true", help="print every case's verdict")
-    p.add_argument("--worker", choices=CATEGORIES, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=CATEGORIES + (SELF_TEST,), help=argparse.SUPPRESS)
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
