@@ -10,11 +10,14 @@ from keras_vae.training.files import atomic_write_text
 
 def untrained_metrics(model, x, seed, backup_dir, initial_epoch):
     """The held-out ELBO terms before training (no IWAE), computed once per run: a resumed run
-    reads the numbers the first start saved to `backup_dir`/untrained.json."""
+    reads the numbers the first start saved to `backup_dir`/untrained.json, and has none (None)
+    when that file is gone: the model in memory is then the restored, trained one."""
     from keras_vae.training.evaluate import evaluate
 
     path = os.path.join(backup_dir, "untrained.json")
-    if initial_epoch > 0 and os.path.exists(path):
+    if initial_epoch > 0:
+        if not os.path.exists(path):
+            return None
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     metrics = evaluate(model, x, iwae_samples=0, seed=seed, progress=False)
@@ -32,7 +35,7 @@ def write_chief_outputs(result, model, config, data, untrained, run_state):
         model: keras_vae.VAE. The trained model.
         config: TrainConfig. The run's settings.
         data: the trainer's loaded data (`dataset`, `likelihood`, `x_eval`, `reference`).
-        untrained: dict. The held-out metrics before training.
+        untrained: dict or None. The held-out metrics before training (None: not recorded).
         run_state: training.callbacks.RunState. The fit's record (history.csv).
     """
     from keras_vae import precision
@@ -172,7 +175,8 @@ def summary(result):
         "",
         _epochs_line(result),
         f"Held-out negative ELBO {m['negative_elbo']:.3f} nats "
-        f"(untrained {u['negative_elbo']:.3f}; reconstruction {m['reconstruction']:.3f}, "
+        f"(untrained {'not recorded' if u is None else format(u['negative_elbo'], '.3f')}; "
+        f"reconstruction {m['reconstruction']:.3f}, "
         f"KL {m['kl']:.3f}).",
     ]
     if "iwae_log_likelihood" in m:

@@ -8,6 +8,7 @@ stay intact and loadable, never with NaN weights.
 import contextlib
 import csv
 import errno
+import json
 import math
 import os
 import shutil
@@ -304,3 +305,20 @@ def test_backup_weights_and_state_always_describe_the_same_epoch(tmp_path, monke
     for a, b in zip(at_epoch_1.weights, restored.weights, strict=True):
         if "seed_generator" not in a.path:
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+def test_a_resumed_run_without_its_untrained_record_says_so_instead_of_measuring_the_trained(
+    finished_run, tmp_path, capsys
+):
+    # backup/untrained.json lost (an older run folder, a careless clean-up): the model in memory
+    # at the start is the restored, trained one, and its numbers were reported as "untrained".
+    from keras_vae import training
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    os.remove(run_dir / "backup" / "untrained.json")
+    result = training.train({**FAST, "epochs": 2, "verbose": 1}, run_dir)
+    assert result["untrained"] is None
+    assert json.load(open(run_dir / "metrics.json"))["untrained"] is None
+    assert "(untrained not recorded;" in capsys.readouterr().out
+    assert not (run_dir / "backup" / "untrained.json").exists()
