@@ -419,3 +419,21 @@ def test_evaluate_refuses_an_empty_data_or_json(flag, tmp_path, capsys):
     assert (
         err.startswith(f"keras-vae-evaluate: error: {flag} must name ") and err.count("\n") == 1
     ), err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "deep"])
+def test_evaluate_reads_the_runs_config_bounded_and_without_blocking(kind, tmp_path, capsys):
+    # A FIFO named config.json beside the model blocked for ever; a link to /dev/zero grew the
+    # process without bound (a bare json.load).
+    (tmp_path / "model.keras").write_bytes(b"not read: the config comes first")
+    config = tmp_path / "config.json"
+    if kind == "fifo":
+        os.mkfifo(config)
+    elif kind == "dev_zero":
+        os.symlink("/dev/zero", config)
+    else:
+        config.write_text("[" * 100_000 + "]" * 100_000)
+    assert evaluate.main([str(tmp_path / "model.keras")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-vae-evaluate: error: ") and err.count("\n") == 1, err
+    assert "config.json" in err, err

@@ -287,11 +287,12 @@ def _settings(args):
     run_config = {}
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     if os.path.exists(config_path):
-        try:
-            with open(config_path, encoding="utf-8") as f:
-                run_config = json.load(f)
-        except (OSError, ValueError, RecursionError) as e:
-            raise _Refused(f"cannot read {config_path}: {' '.join(str(e).split())}.") from None
+        from keras_vae.training.checks import ConfigError, read_json_file
+
+        try:  # bounded and non-blocking: a FIFO or a link to /dev/zero there is one line too
+            run_config = read_json_file(config_path, f"the run's config {config_path!r}")
+        except ConfigError as e:
+            raise _Refused(str(e)[0].lower() + str(e)[1:]) from None
         if not isinstance(run_config, dict):
             raise _Refused(f"{config_path} must hold a JSON object of the run's settings.")
     data = args.data or run_config.get("data")
