@@ -8,7 +8,8 @@ latent 20) on the same digits, each epoch binarized afresh:
 - keras-vae-train: the real command, as a subprocess (`--no-export`; its own evaluation and
   pictures included), its printed training seconds and its wall-clock to exit;
 - bare: `keras_vae.build_vae` in a plain `model.fit` in this process, with the trainer's
-  `steps_per_execution`, timed from the fit's start to its end (tracing included).
+  `steps_per_execution` and the precision policy its default `--precision auto` picks on this
+  machine, timed from the fit's start to its end (tracing included).
 
     python -m venv ~/.venvs/torch && ~/.venvs/torch/bin/pip install numpy torch==2.13.0
     python -m benchmarks.torch_side_by_side                     # ../shared/data/mnist-dev
@@ -127,6 +128,7 @@ def run_bare(x_train, x_eval, epochs):
     import keras
 
     import keras_vae
+    from keras_vae import precision
     from keras_vae.training.data import make_dataset, steps_per_epoch
     from keras_vae.training.evaluate import evaluate
     from keras_vae.training.trainer import _steps_per_execution
@@ -134,10 +136,13 @@ def run_bare(x_train, x_eval, epochs):
     keras.backend.clear_session()
     keras.utils.set_random_seed(SEED)
     s = SETTINGS
-    model = keras_vae.build_vae(
-        x_train.shape[1:], latent_dim=s["latent_dim"], arch="mlp", likelihood="bernoulli",
-        seed=SEED, hidden_units=(s["hidden_units"],),
-    )  # fmt: skip
+    # The policy keras-vae-train's default (--precision auto) picks here: like for like.
+    policy, _ = precision.resolve_policy("auto", precision.cpu_flags(), precision.gpu_devices())
+    with precision.policy_scope(policy):
+        model = keras_vae.build_vae(
+            x_train.shape[1:], latent_dim=s["latent_dim"], arch="mlp", likelihood="bernoulli",
+            seed=SEED, hidden_units=(s["hidden_units"],),
+        )  # fmt: skip
     steps = steps_per_epoch(len(x_train), s["batch_size"])
     model.compile(
         optimizer=keras.optimizers.Adam(s["learning_rate"]),
@@ -147,12 +152,15 @@ def run_bare(x_train, x_eval, epochs):
     start = time.perf_counter()
     model.fit(ds, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
     seconds = time.perf_counter() - start
-    held_out = evaluate(model, x_eval, iwae_samples=0, seed=SEED, progress=False)
+    held_out = evaluate(
+        precision.as_float32(model), x_eval, iwae_samples=0, seed=SEED, progress=False
+    )
     return {
         "train_seconds": seconds,
         "examples_per_second": epochs * len(x_train) / seconds,
         "held_out_negative_elbo": held_out["negative_elbo"],
         "steps_per_execution": _steps_per_execution(steps),
+        "policy": policy,
     }
 
 
@@ -229,7 +237,9 @@ def markdown(result):
         f"epoch), {result['num_test']} held out (binarized once, seed {SEED}, the same bits for "
         f"all three). MLP 784-{s['hidden_units']}-{s['latent_dim']}, Bernoulli, Adam "
         f"{s['learning_rate']:g}, batch {s['batch_size']}, {s['epochs']} epochs; "
-        f"{s['repeats']} round(s) of torch, keras-vae-train, bare; medians."
+        f"{s['repeats']} round(s) of torch, keras-vae-train, bare; medians. keras-vae-train and "
+        f"bare in the policy `--precision auto` picks here, "
+        f"{result['rounds'][0]['bare'].get('policy', 'float32')}; PyTorch in float32."
         + (" Quick smoke run: the figures mean nothing." if s["quick"] else ""),
         "",
     ]
