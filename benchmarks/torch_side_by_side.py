@@ -8,8 +8,8 @@ latent 20) on the same digits, each epoch binarized afresh:
 - keras-vae-train: the real command, as a subprocess (`--no-export`; its own evaluation and
   pictures included), its printed training seconds and its wall-clock to exit;
 - bare: `keras_vae.build_vae` in a plain `model.fit` in this process, with the trainer's
-  `steps_per_execution` and the precision policy its default `--precision auto` picks on this
-  machine, timed from the fit's start to its end (tracing included).
+  `steps_per_execution` and the policy its default `--precision` gives on this machine,
+  timed from the fit's start to its end (tracing included).
 
     python -m venv ~/.venvs/torch && ~/.venvs/torch/bin/pip install numpy torch==2.13.0
     python -m benchmarks.torch_side_by_side                     # ../shared/data/mnist-dev
@@ -136,8 +136,12 @@ def run_bare(x_train, x_eval, epochs):
     keras.backend.clear_session()
     keras.utils.set_random_seed(SEED)
     s = SETTINGS
-    # The policy keras-vae-train's default (--precision auto) picks here: like for like.
-    policy, _ = precision.resolve_policy("auto", precision.cpu_flags(), precision.gpu_devices())
+    # The policy keras-vae-train's default --precision resolves to here: like for like.
+    from keras_vae.training.config import TrainConfig
+
+    policy, _ = precision.resolve_policy(
+        TrainConfig().precision, precision.cpu_flags(), precision.gpu_devices()
+    )
     with precision.policy_scope(policy):
         model = keras_vae.build_vae(
             x_train.shape[1:], latent_dim=s["latent_dim"], arch="mlp", likelihood="bernoulli",
@@ -238,7 +242,7 @@ def markdown(result):
         f"all three). MLP 784-{s['hidden_units']}-{s['latent_dim']}, Bernoulli, Adam "
         f"{s['learning_rate']:g}, batch {s['batch_size']}, {s['epochs']} epochs; "
         f"{s['repeats']} round(s) of torch, keras-vae-train, bare; medians. keras-vae-train and "
-        f"bare in the policy `--precision auto` picks here, "
+        f"bare in the default `--precision`'s policy, "
         f"{result['rounds'][0]['bare'].get('policy', 'float32')}; PyTorch in float32."
         + (" Quick smoke run: the figures mean nothing." if s["quick"] else ""),
         "",
