@@ -63,10 +63,18 @@ def activation_bytes(model):
         dtype = model.compute_dtype
         x_spec = tf.TensorSpec((1, *model.data_shape), dtype)
         z_spec = tf.TensorSpec((1, model.latent_dim), dtype)
-        encode = _graph_bytes(model.encoder, x_spec)
-        decode = _graph_bytes(
-            lambda z, x: model.likelihood.log_prob(x, model.decoder(z)), z_spec, x_spec
-        )
+        if getattr(model, "condition_size", None) is None:
+            encode = _graph_bytes(model.encoder, x_spec)
+            decode = _graph_bytes(
+                lambda z, x: model.likelihood.log_prob(x, model.decoder(z)), z_spec, x_spec
+            )
+        else:
+            c_spec = tf.TensorSpec((1, model.condition_size), dtype)
+            encode = _graph_bytes(lambda x, c: model.encoder([x, c]), x_spec, c_spec)
+            decode = _graph_bytes(
+                lambda z, x, c: model.likelihood.log_prob(x, model.decoder([z, c])),
+                z_spec, x_spec, c_spec,
+            )  # fmt: skip
         cached = _BYTES[model] = (max(encode, 1), max(decode, 1))
     return cached
 
@@ -110,32 +118,41 @@ def _segment_logsumexp(values, segments, num_segments):
     return top + tf.math.log(total)
 
 
-def _log_weights(model, x, ids, examples, samples, key, proposal):
+def _log_weights(model, x, ids, examples, samples, key, proposal, condition=None):
     """Log-weights of the pairs (examples[i], samples[i]) of `x`, in float32: `[n]`.
 
     "posterior": log P(X|z) + log P(z) - log Q(z|X) with z ~ Q(z|X), the encoder run on the
-    examples the pairs cover. "prior": log P(X|z) with z ~ P(z).
+    examples the pairs cover. "prior": log P(X|z) with z ~ P(z). A conditional model's
+    `condition` (`[B, condition_size]`, the networks' input) goes with each example.
     """
     dtype = tf.float32  # the estimate's sums, under mixed precision too
     eps = tf.cast(_noise(key, ids, examples, samples, model.latent_dim), dtype)
     xs = tf.cast(tf.gather(x, examples), dtype)
+    cs = None if condition is None else tf.gather(condition, examples)
     if proposal == "prior":
-        return model.likelihood.log_prob(xs, tf.cast(model.decoder_params(eps), dtype))
+        return model.likelihood.log_prob(
+            xs, tf.cast(model.decoder_params(eps, condition=cs), dtype)
+        )
     first = examples[0]
     local = examples - first
-    posterior = model.posterior_from_encoding(model.encoder(x[first : examples[-1] + 1]))
+    covered = x[first : examples[-1] + 1]
+    if condition is None:
+        encoding = model.encoder(covered)
+    else:
+        encoding = model.encoder([covered, condition[first : examples[-1] + 1]])
+    posterior = model.posterior_from_encoding(encoding)
     loc = tf.gather(posterior.loc, local)
     scale = tf.gather(posterior.scale.diag, local)
     z = loc + scale * eps
     prior = objectives.standard_normal_prior(model.latent_dim, dtype)
     return objectives.importance_log_weights(
-        model.likelihood.log_prob(xs, tf.cast(model.decoder_params(z), dtype)),
+        model.likelihood.log_prob(xs, tf.cast(model.decoder_params(z, condition=cs), dtype)),
         prior.log_prob(z),
         tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale).log_prob(z),
     )
 
 
-def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
+def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all, condition=None):
     """Runs the estimator over chunks of (example, sample) pairs.
 
     `proposal` is "posterior" (importance sampling with Q(z|X)) or "prior" (the naive
@@ -152,7 +169,7 @@ def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
     def step(start, acc, *weights):
         pairs = tf.range(start, tf.minimum(start + chunk, total))
         examples, samples = pairs // k, pairs % k
-        log_w = _log_weights(model, x, ids, examples, samples, key, proposal)
+        log_w = _log_weights(model, x, ids, examples, samples, key, proposal, condition)
         first, span = examples[0], examples[-1] - examples[0] + 1
         part = _segment_logsumexp(log_w, examples - first, span)
         rows = tf.range(first, first + span)[:, tf.newaxis]
@@ -167,7 +184,9 @@ def _chunked(model, x, num_samples, seed, memory_budget, proposal, keep_all):
     return out[1], (out[2].concat() if keep_all else None)
 
 
-def importance_weighted(model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET):
+def importance_weighted(
+    model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET, condition=None
+):
     """The IWAE estimate of log P(X) per example, `[B]` nats, in bounded memory.
 
     log P(X) ~= log (1/K) sum_k P(X|z_k) P(z_k) / Q(z_k|X),   z_k ~ Q(z|X)
@@ -179,23 +198,28 @@ def importance_weighted(model, x, num_samples, seed, memory_budget=DEFAULT_MEMOR
         num_samples: int. K.
         seed: int32 scalar (int or tensor). Selects the noise streams.
         memory_budget: int. Bytes of activations a chunk may hold.
+        condition: float tensor `[B, condition_size]` or None. A conditional model's condition
+            vectors (`VAE._condition_vector`): the estimate is then of log P(X|c). The noise
+            stays keyed by x's content alone.
     """
-    total, _ = _chunked(model, x, num_samples, seed, memory_budget, "posterior", False)
+    total, _ = _chunked(model, x, num_samples, seed, memory_budget, "posterior", False, condition)
     return _overflow_is_impossible(total - math.log(check_num_samples(num_samples)))
 
 
-def importance_log_weights(model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET):
+def importance_log_weights(
+    model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET, condition=None
+):
     """log P(X|z_k) + log P(z_k) - log Q(z_k|X) for z_k ~ Q(z|X): `[K, B]`, in bounded memory."""
-    _, weights = _chunked(model, x, num_samples, seed, memory_budget, "posterior", True)
+    _, weights = _chunked(model, x, num_samples, seed, memory_budget, "posterior", True, condition)
     return tf.transpose(tf.reshape(weights, [-1, check_num_samples(num_samples)]))
 
 
-def naive(model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET):
+def naive(model, x, num_samples, seed, memory_budget=DEFAULT_MEMORY_BUDGET, condition=None):
     """The naive estimate log (1/K) sum_k P(X|z_k), z_k ~ P(z): `[B]` nats, in bounded memory.
 
     (`objectives.naive_log_likelihood`, accumulated chunk by chunk.)
     """
-    total, _ = _chunked(model, x, num_samples, seed, memory_budget, "prior", False)
+    total, _ = _chunked(model, x, num_samples, seed, memory_budget, "prior", False, condition)
     return _overflow_is_impossible(total - math.log(check_num_samples(num_samples)))
 
 

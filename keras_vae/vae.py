@@ -4,13 +4,18 @@ The encoder gives the posterior Q(z|X) = N(mu(X), diag sigma(X)^2) as a TFP
 `MultivariateNormalDiag`; `call` adds beta * KL(Q(z|X) || P(z)) with `add_loss` and decodes a
 reparameterized z; `train_step` adds the reconstruction term -log P(X|z) and minimizes the sum,
 the negative ELBO.
+
+Built with `num_classes` (class labels) or `condition_dim` (float vectors) it is a conditional
+VAE (Sohn et al. 2015): encoder Q(z|X, c), decoder P(X|z, c), the same prior N(0, I); `fit`
+takes `(x, c)` pairs and every method that encodes or decodes takes `condition=`.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_vae import checks, networks, objectives, standardize
+from keras_vae import checks, conditions, networks, objectives, standardize
 from keras_vae import likelihoods as likelihoods_lib
 from keras_vae.inference import Inference
 
@@ -25,13 +30,19 @@ OBJECTIVES = ("elbo", "iwae")
 MIN_POSTERIOR_SCALE = 1e-4
 
 
-def _on_examples(network, x):
-    """`network(x)`, for an empty batch too: oneDNN's Conv2D returns a wrongly shaped result on
-    zero examples ("Incompatible shapes: [0,28,28,4] vs. [1,1,1,8]"), so an empty batch runs
-    one zero example and keeps none of its output."""
+def _on_examples(network, x, c=None):
+    """`network(x)` (`network([x, c])` with a condition), for an empty batch too: oneDNN's Conv2D
+    returns a wrongly shaped result on zero examples ("Incompatible shapes: [0,28,28,4] vs.
+    [1,1,1,8]"), so an empty batch runs one zero example and keeps none of its output."""
     n = tf.shape(x)[0]
-    one = tf.zeros(tf.concat([[1], tf.shape(x)[1:]], 0), x.dtype)
-    return network(tf.cond(n > 0, lambda: x, lambda: one))[:n]
+
+    def nonempty(t):
+        one = tf.zeros(tf.concat([[1], tf.shape(t)[1:]], 0), t.dtype)
+        return tf.cond(n > 0, lambda: t, lambda: one)
+
+    if c is None:
+        return network(nonempty(x))[:n]
+    return network([nonempty(x), nonempty(c)])[:n]
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -61,6 +72,13 @@ class VAE(Inference, keras.Model):
         objective: str. "elbo" (the negative ELBO) or "iwae" (the negative importance-weighted
             bound with `k` samples per example, Burda et al. 2015; beta 1, no free bits).
         k: int. Importance samples per example for objective "iwae"; k = 1 is the ELBO.
+        num_classes: int or None. Makes the VAE conditional on a class label c in
+            0..num_classes-1: the networks take its one-hot as their second input (encoder
+            `[x, c]`, decoder `[z, c]`), `fit` takes `(x, labels)` and the methods
+            `condition=labels`.
+        condition_dim: int or None. Makes it conditional on a float vector c of this length
+            instead (the networks take c itself). At most one of the two; None and None (the
+            default) is the unconditional VAE, unchanged.
 
     Example:
     >>> encoder, decoder = keras_vae.build_mlp((64,), latent_dim=2)
@@ -82,13 +100,21 @@ class VAE(Inference, keras.Model):
         free_bits=0.0,
         objective="elbo",
         k=1,
+        num_classes=None,
+        condition_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         checks.check_objective(beta, free_bits, objective, k, OBJECTIVES)
+        self.condition_size = conditions.check_condition_args(num_classes, condition_dim)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.condition_dim = None if condition_dim is None else int(condition_dim)
         self.encoder = encoder
         self.decoder = decoder
-        self.latent_dim = checks.check_networks(encoder, decoder)
+        if self.conditional:
+            self.latent_dim = conditions.check_networks(encoder, decoder, self.condition_size)
+        else:
+            self.latent_dim = checks.check_networks(encoder, decoder)
         self.data_shape = checks.static_shape(decoder.output.shape[1:])
         self.likelihood_name = likelihood
         # "learned" is stored as None, the spelling saved configs have always used.
@@ -130,19 +156,68 @@ class VAE(Inference, keras.Model):
         unit = self.likelihood.requires_unit_interval
         checks.check_data(data, name, self.data_shape, unit, pairs=pairs)
 
+    @property
+    def conditional(self):
+        """Whether the model is conditional (built with `num_classes` or `condition_dim`)."""
+        return self.condition_size is not None
+
+    def _condition_vector(self, condition, batch_size):
+        """The networks' condition input `[batch_size, condition_size]` for a user's
+        `condition=`, checked; None for an unconditional model (which refuses a condition)."""
+        if not self.conditional:
+            if condition is not None:
+                conditions.refuse_condition(condition)
+            return None
+        return conditions.condition_vector(
+            condition, self.num_classes, self.condition_dim, batch_size, self.compute_dtype
+        )
+
+    def _check_pairs(self, x, y, name):
+        """A conditional model's data: `x` with conditions `y`, or a dataset of `(x, c)`."""
+        classes, dim = self.num_classes, self.condition_dim
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            c = spec[1] if isinstance(spec, tuple) and len(spec) > 1 else None
+            conditions.check_condition_data(c, name, classes, dim)
+            return
+        if y is None and isinstance(x, tuple) and len(x) >= 2:
+            x, y = x[0], x[1]
+        if not isinstance(x, np.ndarray) and not (tf.is_tensor(x) and tf.executing_eagerly()):
+            return  # a generator or PyDataset: checked per batch in the graph
+        conditions.check_condition_data(y, name, classes, dim, num_examples=len(x))
+
     def fit(self, x=None, *args, **kwargs):
-        self._check_data(x, "x", pairs=False)
-        if kwargs.get("validation_data") is not None:
-            self._check_data(kwargs["validation_data"], "validation_data", pairs=True)
+        self._check_data(x, "x", pairs=self.conditional)
+        validation = kwargs.get("validation_data")
+        if validation is not None:
+            self._check_data(validation, "validation_data", pairs=True)
+        if self.conditional:
+            self._check_pairs(x, args[0] if args else kwargs.get("y"), "x")
+            if validation is not None:
+                pair = validation if isinstance(validation, tuple) else (validation,)
+                self._check_pairs(pair[0], pair[1] if len(pair) > 1 else None, "validation_data")
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        self._check_data(x, "x")
+        self._check_data(x, "x", pairs=self.conditional)
+        if self.conditional:
+            self._check_pairs(x, args[0] if args else kwargs.get("y"), "x")
         return super().evaluate(x, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        self._check_data(x, "x")
+        """The mean of P(X|z) at the posterior mean; a conditional model takes `(x, c)`."""
+        self._check_data(x, "x", pairs=self.conditional)
+        if self.conditional:
+            self._check_pairs(x, None, "x")
         return super().predict(x, *args, **kwargs)
+
+    def predict_step(self, data):
+        if not self.conditional:
+            return super().predict_step(data)
+        x, c, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if c is None and isinstance(x, (tuple, list)):
+            x, c = x  # predict((x, c)) arrives as one input structure
+        return self(x, training=False, condition=c)
 
     # ----------------------------------------------------------------------------------------
     # The model.
@@ -156,19 +231,30 @@ class VAE(Inference, keras.Model):
             loc, scale = self.latent_frame.from_network(loc, scale)
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
-    def decoder_params(self, z, training=None):
+    def decoder_params(self, z, training=None, condition=None):
         """The decoder's output (the parameters of P(X|z)) for latents `z` in the prior's frame.
 
         Every decode goes through here: with `standardize_latents` the decoder sees z mapped by
-        the model's `LatentFrame`.
+        the model's `LatentFrame`. A conditional model's `condition` is the networks' condition
+        input `[B, condition_size]` (the one-hot or the vector: `_condition_vector`).
         """
         if self.standardize_latents:
             z = self.latent_frame.to_network(z)
-        return self.decoder(z, training=training)
+        if condition is None:
+            return self.decoder(z, training=training)
+        return self.decoder([z, tf.cast(condition, z.dtype)], training=training)
 
-    def posterior(self, x):
-        """Q(z|X) for a batch `x`, as a `tfd.MultivariateNormalDiag` with batch shape `[B]`."""
-        return self.posterior_from_encoding(_on_examples(self.encoder, self._check_inputs(x)))
+    def posterior(self, x, condition=None):
+        """Q(z|X) (Q(z|X, c) given `condition`) for a batch `x`, as a
+        `tfd.MultivariateNormalDiag` with batch shape `[B]`."""
+        x = self._check_inputs(x)
+        return self._posterior(x, self._condition_vector(condition, tf.shape(x)[0]))
+
+    def _posterior(self, x, c):
+        """Q(z|X, c) for checked `x` and a condition vector `c` (None: unconditional)."""
+        if c is not None:
+            c = tf.cast(c, x.dtype)
+        return self.posterior_from_encoding(_on_examples(self.encoder, x, c))
 
     def _posterior_noise(self, batch_size, num_samples=None):
         """Standard normal noise `[batch_size, latent_dim]` for the reparameterization trick, or
@@ -194,7 +280,13 @@ class VAE(Inference, keras.Model):
         return noise[..., start : start + batch_size, :]
 
     def call(
-        self, inputs, training=None, sample_posterior=None, return_all=False, num_samples=None
+        self,
+        inputs,
+        training=None,
+        sample_posterior=None,
+        return_all=False,
+        num_samples=None,
+        condition=None,
     ):
         """Adds kl_weight * KL(Q(z|X) || P(z)) with `add_loss` (with free bits, their floor of
         each dimension's batch mean) and decodes z.
@@ -203,11 +295,16 @@ class VAE(Inference, keras.Model):
         otherwise the posterior mean; with `num_samples`, that many samples per example
         (`[num_samples, B, latent_dim]`, decoded to `[num_samples, B, ...]`). Returns the mean of
         P(X|z), or with `return_all` a dict with `params` (the decoder's output), `z`, `kl` (per
-        example) and the `posterior`'s `loc` and `scale`.
+        example) and the `posterior`'s `loc` and `scale`. A conditional model takes `(x, c)` as
+        `inputs` (or `x` and `condition=c`).
         """
         if sample_posterior is None:
             sample_posterior = bool(training)
-        posterior = self.posterior(inputs)
+        if self.conditional and condition is None and isinstance(inputs, (tuple, list)):
+            inputs, condition = inputs
+        x = self._check_inputs(inputs)
+        c = self._condition_vector(condition, tf.shape(x)[0])
+        posterior = self._posterior(x, c)
         kl_per_dim = objectives.kl_per_dimension(posterior)
         kl = tf.reduce_sum(kl_per_dim, axis=-1)
         if self.free_bits > 0:
@@ -221,11 +318,16 @@ class VAE(Inference, keras.Model):
         else:
             z = posterior.mean()
         if num_samples is not None and sample_posterior:
-            flat = self.decoder_params(tf.reshape(z, [-1, self.latent_dim]), training=training)
+            flat_c = None
+            if c is not None:
+                flat_c = tf.reshape(tf.tile(c[tf.newaxis], [num_samples, 1, 1]), [-1, c.shape[-1]])
+            flat = self.decoder_params(
+                tf.reshape(z, [-1, self.latent_dim]), training=training, condition=flat_c
+            )
             shape = tf.concat([tf.shape(z)[:2], tf.shape(flat)[1:]], axis=0)
             params = tf.reshape(flat, shape)
         else:
-            params = self.decoder_params(z, training=training)
+            params = self.decoder_params(z, training=training, condition=c)
         if return_all:
             return {
                 "params": params,
@@ -247,14 +349,17 @@ class VAE(Inference, keras.Model):
     def _objective(self, data, training):
         """The step's objective (a scalar) and, per example, the term added to the KL in it
         (-log P(X|z), or `objectives.iwae_reconstruction_term`), -log P(X|z) and the true KL."""
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if tf.is_tensor(x) and (x.shape.rank is None or None in checks.static_shape(x.shape)[1:]):
             # log P(X|z) below needs x's static shape as much as the networks do.
             x = checks.check_dynamic_shape(x, self.data_shape)
         iwae = self.objective == "iwae"
+        if self.conditional and y is None:
+            conditions.check_condition_data(None, "x", self.num_classes, self.condition_dim)
+        # An unconditional model ignores y, as it always has; a conditional one is given it.
         out = self(
             x, training=training, sample_posterior=True, return_all=True,
-            num_samples=self.k if iwae else None,
+            num_samples=self.k if iwae else None, condition=y if self.conditional else None,
         )  # fmt: skip
         x = tf.cast(x, "float32")
         log_prob = self.likelihood.training_log_prob if training else self.likelihood.log_prob
@@ -325,6 +430,11 @@ class VAE(Inference, keras.Model):
                 "k": self.k,
             }
         )
+        # Only conditional models carry these keys: unconditional configs stay as they were.
+        if self.num_classes is not None:
+            config["num_classes"] = self.num_classes
+        if self.condition_dim is not None:
+            config["condition_dim"] = self.condition_dim
         return config
 
     @classmethod
@@ -348,6 +458,8 @@ def build_vae(
     free_bits=0.0,
     objective="elbo",
     k=1,
+    num_classes=None,
+    condition_dim=None,
     **network_kwargs,
 ):
     """Builds a `VAE` with one of the ready-made networks (`arch` = "mlp" or "conv").
@@ -355,19 +467,26 @@ def build_vae(
     `network_kwargs` go to the network builder (`hidden_units`, `activation` for mlp;
     `filters`, `dense_units`, `activation` for conv); the rest are `VAE`'s. `sigma` is a float,
     or "learned" (None is the same) for a Gaussian likelihood whose standard deviation is
-    learned per data dimension.
+    learned per data dimension. `num_classes` (integer labels) or `condition_dim` (float
+    vectors) build a conditional VAE, whose networks take the one-hot or the vector as a second
+    input (`build_mlp`, `build_conv`).
 
     Example:
     >>> vae = build_vae((8, 8, 1), latent_dim=2, arch="conv")
     >>> vae = build_vae((2,), likelihood="gaussian", sigma="learned")
     >>> vae = build_vae((28, 28, 1), latent_dim=20, hidden_units=(400,), objective="iwae", k=5)
+    >>> vae = build_vae((8, 8, 1), latent_dim=4, num_classes=10)  # vae.sample(16, condition=7)
     """
     if arch not in networks.ARCHITECTURES:
         raise ValueError(
             f"Unknown arch {arch!r}; expected one of {sorted(networks.ARCHITECTURES)}."
         )
+    size = conditions.check_condition_args(num_classes, condition_dim)
+    if size is not None:
+        network_kwargs["condition_dim"] = size
     encoder, decoder = networks.ARCHITECTURES[arch](input_shape, latent_dim, **network_kwargs)
     return VAE(
         encoder, decoder, likelihood=likelihood, sigma=sigma, beta=beta, seed=seed,
-        free_bits=free_bits, objective=objective, k=k,
+        free_bits=free_bits, objective=objective, k=k, num_classes=num_classes,
+        condition_dim=condition_dim,
     )  # fmt: skip
