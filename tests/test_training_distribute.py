@@ -7,10 +7,12 @@ must be set before TensorFlow starts, and must not leak into other tests.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import numpy as np
@@ -162,3 +164,151 @@ def test_two_workers_resume_a_stopped_run_as_if_never_stopped(tmp_path):
     for run_dir in (resumed, f"{resumed}/workers/worker_1"):
         with open(f"{run_dir}/history.csv") as f:
             assert len(f.read().strip().splitlines()) == 1 + 2  # header and two epochs
+
+
+# The cluster (training.cluster): a handshake before the first step, a timeout for peers that
+# never come, signals answered on every worker. Each test is two (or one) short processes.
+
+
+def _start_workers(run_dir, per_worker_flags, ports=None, epochs="1"):
+    """Starts one `keras-vae-train --strategy multi-worker` per entry of `per_worker_flags` on a
+    cluster of len(ports or per_worker_flags) localhost workers; returns the processes."""
+    workers = [f"localhost:{port}" for port in ports or _free_ports(len(per_worker_flags))]
+    processes = []
+    for index, flags in enumerate(per_worker_flags):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "keras_vae.training", "--strategy", "multi-worker",
+                 *TINY, *QUICK, "--epochs", epochs, *flags, "--run-dir", run_dir],
+                env={**ENV, "TF_CONFIG": json.dumps(tf_config)},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        )  # fmt: skip
+    return processes
+
+
+def _finish(processes, timeout=240):
+    try:
+        return [
+            (p.returncode, err) for p in processes for _, err in [p.communicate(timeout=timeout)]
+        ]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+
+
+def _last_line(err):
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_workers_that_disagree_both_refuse_before_the_first_step(tmp_path):
+    # Before the handshake a latent size mismatch ended in "Shape mismatch in the collective"
+    # tracebacks, and a learning rate mismatch trained silently with the chief's. The two
+    # clusters run at once (start-up is most of each one's time).
+    cases = {
+        "lr": (["--learning-rate", "0.01"], "learning_rate (--learning-rate): worker 0 has 0.001, worker 1 has 0.01"),
+        "latent": (["--latent-dim", "3"], "latent_dim (--latent-dim): worker 0 has 2, worker 1 has 3"),
+    }  # fmt: skip
+    started = {
+        name: _start_workers(str(tmp_path / name), [[], flags])
+        for name, (flags, _) in cases.items()
+    }
+    for name, processes in started.items():
+        for code, err in _finish(processes):
+            assert code == 2, err[-3000:]
+            assert "Traceback" not in err and "collective" not in err.lower(), err[-3000:]
+            line = _last_line(err)
+            assert line.startswith("keras-vae-train: error: the workers disagree on "), line
+            assert cases[name][1] in line and "Nothing was trained" in line, line
+        assert not os.path.exists(tmp_path / name / "history.csv")
+
+
+@pytest.mark.slow
+def test_a_lone_worker_gives_up_after_the_cluster_timeout_naming_its_peer(tmp_path):
+    # Worker 0 of two, started alone: it used to wait silently forever.
+    ports = _free_ports(2)
+    (code, err), = _finish(
+        _start_workers(str(tmp_path / "run"), [["--cluster-timeout", "2"]], ports=ports)
+    )  # fmt: skip
+    assert code == 3, err[-3000:]
+    line = _last_line(err)
+    assert line.startswith("keras-vae-train: error: the cluster did not form within "), line
+    assert f"worker 1 (localhost:{ports[1]}) did not answer" in line, line
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_mid_run_stops_both_and_keeps_the_backup(tmp_path):
+    run_dir = str(tmp_path / "run")
+    processes = _start_workers(run_dir, [[], []], epochs="100")
+    history = f"{run_dir}/workers/worker_1/history.csv"
+    deadline = time.monotonic() + 240
+    try:
+        # Mid-run: after the first epoch is recorded, with 99 to go.
+        while not (os.path.exists(history) and len(open(history).read().splitlines()) >= 2):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+            time.sleep(0.1)
+        stopped = time.monotonic()
+        processes[1].send_signal(signal.SIGTERM)
+        (code_0, err_0), (code_1, err_1) = _finish(processes, timeout=60)
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    took = time.monotonic() - stopped
+    assert code_1 == 143, err_1[-3000:]
+    assert _last_line(err_1).startswith("keras-vae-train: stopped by SIGTERM; the last finished"), (
+        err_1
+    )
+    assert code_0 == 4, err_0[-3000:]
+    line = _last_line(err_0)
+    assert line.startswith("keras-vae-train: error: the cluster lost "), line
+    assert "rerun the same commands" in line, line
+    assert took < 60  # measured: 0.5 s for the stopped worker, 7-12 s for its peer
+    for folder in (run_dir, f"{run_dir}/workers/worker_1"):
+        with open(f"{folder}/backup/state.json") as f:
+            assert json.load(f)["epoch"] >= 1
+
+
+def test_the_handshake_names_the_first_field_and_two_workers_values(tmp_path):
+    from keras_vae.training import cluster
+
+    same = {"latent_dim": 2, "resume epoch": 1, "backup": "sha256 ab"}
+    fingerprints = {"worker 0": same, "worker 1": {**same, "resume epoch": 0}, "worker 2": same}
+    difference = cluster.first_difference(fingerprints)
+    assert difference == ("resume epoch", ("worker 0", 1), ("worker 1", 0))
+    line = cluster.mismatch_message(difference)
+    assert line.startswith("the workers disagree on resume epoch: worker 0 has 1, worker 1 has 0")
+    assert cluster.first_difference({"worker 0": same, "worker 1": dict(same)}) is None
+    # A new run has no backup; a resumed one is identified by its epoch and weights.
+    assert cluster._backup_fingerprint(str(tmp_path)) == (0, "none")
+    (tmp_path / "state.json").write_text('{"epoch": 2, "weights": "w.h5", "seed_state": [1, 2]}')
+    (tmp_path / "w.h5").write_bytes(b"weights")
+    epoch, identity = cluster._backup_fingerprint(str(tmp_path))
+    (tmp_path / "w.h5").write_bytes(b"weightz")
+    assert epoch == 2 and cluster._backup_fingerprint(str(tmp_path)) != (2, identity)
+
+
+def test_cluster_messages_name_the_missing_peer_and_the_lost_one():
+    import tensorflow as tf
+
+    from keras_vae.training import cluster
+
+    port = _free_ports(1)[0]
+    tf_config = {
+        "cluster": {"chief": [f"localhost:{port}"], "worker": ["localhost:1"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    line = cluster.no_cluster_message(5, tf_config)
+    assert f"chief 0 (localhost:{port}) did not answer" in line and "worker 0" not in line
+    error = tf.errors.UnavailableError(
+        None, None, "{{function_node x}} Collective ops is aborted by: failed to connect to all "
+        "addresses. Additional GRPC error information from remote target "
+        "/job:worker/replica:0/task:1 while calling /tensorflow.WorkerService/RecvBuf",
+    )  # fmt: skip
+    line = cluster.lost_peer(error)
+    assert line.startswith("the cluster lost worker 1 during the run (UnavailableError: failed")
+    assert "rerun the same commands on every machine" in line
+    assert cluster.lost_peer(ValueError("not a cluster error")) is None

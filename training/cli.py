@@ -139,7 +139,7 @@ def _main(argv, started):
     except ConfigError as e:
         parser.exit(2, f"{PROG}: error: {e}\n")
 
-    from keras_vae.training import console
+    from keras_vae.training import cluster, console
 
     console.start_tensorflow()
     from keras_vae.training.data import DataError
@@ -147,11 +147,20 @@ def _main(argv, started):
 
     try:
         started.append(True)
+        if config.strategy == "multi-worker":
+            # From here this process trains; its parent bounds the waits for peers and answers
+            # signals (training.cluster).
+            cluster.supervise(config.cluster_timeout)
         train(config, run_dir)
     except (ConfigError, DataError) as e:
         parser.exit(2, f"{PROG}: error: {console.one_line(e)}\n")
     except (RuntimeError, OSError) as e:  # TrainingDiverged, full disk, export failures
         parser.exit(1, f"{PROG}: error: {console.one_line(e)}\n")
+    except Exception as e:
+        lost = cluster.lost_peer(e)
+        if lost is None:
+            raise
+        parser.exit(cluster.EXIT_PEER_LOST, f"{PROG}: error: {lost}\n")
     return 0
 
 

@@ -62,6 +62,7 @@ RESUMABLE_CHANGES = (
     "strategy",
     "devices",
     "precision",
+    "cluster_timeout",
 )
 
 
@@ -114,6 +115,9 @@ class TrainConfig:
         strategy: str. "default" (one device), "mirrored" or "multi-worker".
         devices: str or None. Comma-separated devices for "mirrored", e.g. "/gpu:0,/gpu:1" or
             "/cpu:0,/cpu:1" (a CPU is split into that many logical devices).
+        cluster_timeout: float. Seconds a "multi-worker" run waits for its peers, to join the
+            cluster and then to reach the handshake, before it exits naming the missing ones
+            (`training.cluster`; `keras-vae-train` only).
         test_split: float. Held-out fraction when the data has no test split of its own.
         limit: int or None. Use at most this many training examples (quick runs).
         binarize: bool. Dynamic binarization: each epoch sees pixels drawn from Bernoulli(x).
@@ -189,6 +193,11 @@ class TrainConfig:
     )
     devices: str | None = option(
         None, "training", "mirrored devices, comma-separated, e.g. /gpu:0,/gpu:1"
+    )
+    cluster_timeout: float = option(
+        300.0,
+        "training",
+        "multi-worker: seconds to wait for the other workers before giving up (default {default:g})",
     )
     test_split: float = option(0.2, "data", "held-out fraction (default {default})")
     limit: int | None = option(None, "data", "use at most this many examples per split")
@@ -307,6 +316,7 @@ class TrainConfig:
         check_int("seed", self.seed, 0, MAX_SEED)
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_float("cluster_timeout", self.cluster_timeout, 0.0, strict=True)
         if self.devices is not None:
             if self.strategy != "mirrored":
                 raise ConfigError(

@@ -17,6 +17,7 @@ import re
 
 import tensorflow as tf
 
+from keras_vae.training import cluster
 from keras_vae.training.config import ConfigError
 
 
@@ -146,7 +147,10 @@ def make_strategy(name="default", devices=None):
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi-worker":
         read_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # Joining waits for every peer, holding the GIL: the supervisor times it
+        # (training.cluster).
+        with cluster.waiting():
+            return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(
         f"Unknown strategy {name!r}; expected one of default, mirrored, multi-worker."
     )

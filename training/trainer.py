@@ -26,7 +26,7 @@ import os
 import time
 import typing
 
-from keras_vae.training import console, distribute, model_size, outputs, run_folder
+from keras_vae.training import cluster, console, distribute, model_size, outputs, run_folder
 from keras_vae.training.config import ConfigError, TrainConfig
 
 
@@ -83,6 +83,8 @@ def train(config, run_dir, callbacks=None):
     folder = run_folder.open_run_folder(run_dir, strategy, config)
     # The folder's lock is held until the run ends, whichever way it ends.
     with folder.lock:
+        # Before anything under the strategy: building the model already runs collectives.
+        cluster.handshake(strategy, config, data.dataset, data.likelihood, folder.backup_dir)
         model, initial_epoch, policy = _build_model(config, data, strategy, folder.backup_dir)
         untrained = None
         if folder.is_chief:
