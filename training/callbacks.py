@@ -3,7 +3,8 @@
 `RunState` replaces `keras.callbacks.BackupAndRestore` + `CSVLogger` + `ModelCheckpoint` with
 one callback, because their order and atomicity matter for a run killed at any instant:
 at the end of each epoch it (1) appends the epoch's row to history.csv, (2) backs up weights,
-optimizer and seed state to backup/, (3) writes model.keras on a `Cadence`, each file replaced
+optimizer and seed state to backup/ (in the background: `training.backup`), (3) writes
+model.keras on a `Cadence`, each file replaced
 atomically and only when the loss and every weight are finite. On resumption, rows at or after
 the restored epoch are dropped, so history.csv never holds a missing or doubled epoch.
 
@@ -15,7 +16,6 @@ digits, 0.4 s epochs), they took 25% of the training time when run after every e
 
 import csv
 import io
-import json
 import math
 import os
 import time
@@ -23,14 +23,13 @@ import time
 import keras
 import numpy as np
 
-from keras_vae.training import plots
+from keras_vae.training import backup, plots
+from keras_vae.training.backup import restore  # noqa: F401 - the trainer's and tests' name
 from keras_vae.training.files import atomic_write, atomic_write_text
-from keras_vae.training.run_folder import BACKUP_WEIGHTS, RunFolderError
 
 # Each progress extra (model.keras, an epoch's picture, the loss curve) takes at most this
 # share of the time between two of its runs.
 EXTRAS_SHARE = 0.02
-BACKUP_STATE = "state.json"
 
 
 class Cadence:
@@ -84,67 +83,6 @@ def save_model(model, path):
     return True
 
 
-def restore(model, backup_dir):
-    """Loads the backed-up training state into `model` (built, compiled) and returns the number
-    of finished epochs (0 when there is no backup)."""
-    state_path = os.path.join(backup_dir, BACKUP_STATE)
-    if not os.path.exists(state_path):
-        return 0
-    # training.run_folder checked state.json when the run folder was opened (check_state).
-    with open(state_path, encoding="utf-8") as f:
-        state = json.load(f)
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    weights_path = os.path.join(backup_dir, state["weights"])
-    try:
-        model.load_weights(weights_path)
-        if "seed_state" in state:
-            # The model's noise stream is not among its weights; restoring it makes a resumed
-            # run draw the same posterior samples an uninterrupted one would.
-            generator = model.seed_generator.state
-            generator.assign(np.asarray(state["seed_state"], dtype=generator.dtype))
-    except Exception as e:  # noqa: BLE001 - h5py, Keras and NumPy each fail their own way
-        raise RunFolderError(
-            f"Cannot restore the backup {weights_path} with {state_path} "
-            f"({' '.join(str(e).split())[:300]}); the backup is damaged or from another model. "
-            "Move the run folder away (or choose another --run-dir) to start afresh."
-        ) from None
-    return int(state["epoch"])
-
-
-def save_weights(model, path):
-    """`model.save_weights(path)` that leaves no HDF5 file open when it fails.
-
-    On a full disk h5py raises from a write, but Keras' store keeps the file open; when the
-    object is collected h5py's `__dealloc__` flushes again, fails again, and then crashed the
-    process (SIGSEGV, exit status 139) after the error had been reported. So a failed write's
-    files are closed here, at once, with their descriptor pointed at /dev/null: the flush that
-    a close always does then succeeds, and the caller removes the half-written file.
-    """
-    try:
-        model.save_weights(path)
-    except BaseException:
-        _close_hdf5_files(path)
-        raise
-
-
-def _close_hdf5_files(path):
-    import h5py
-
-    target = os.path.realpath(path)
-    for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
-        name = file_id.name
-        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
-        if not file_id.valid or os.path.realpath(name) != target:
-            continue
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, file_id.get_vfd_handle())
-        finally:
-            os.close(devnull)
-        h5py.File(file_id).close()
-
-
 def read_history(path):
     """history.csv as a list of dicts (strings), or [] when there is none."""
     if not os.path.exists(path):
@@ -174,6 +112,7 @@ class RunState(keras.callbacks.Callback):
         self.last_good_epoch = initial_epoch - 1 if initial_epoch else None
         self.model_epoch = self.last_good_epoch  # the epoch model.keras holds (a resumed run's)
         self.cadence = Cadence(share)
+        self.writer = backup.Writer(backup_dir)
 
     def on_train_begin(self, logs=None):
         self._write_history()
@@ -195,37 +134,21 @@ class RunState(keras.callbacks.Callback):
             return  # a diverged epoch: keep the last good files (FiniteGuard reports it)
         self.rows.append({"epoch": epoch, **{k: f"{v:.6g}" for k, v in sorted(values.items())}})
         self._write_history()
-        # A new weights file per epoch, named in state.json only once it is complete: a crash
-        # between the two writes leaves state.json pointing at the previous epoch's weights, so
-        # the backup never pairs epoch k's count with epoch k's end weights (k trained twice).
-        weights_name = BACKUP_WEIGHTS.format(epoch + 1)
-        atomic_write(
-            os.path.join(self.backup_dir, weights_name),
-            lambda tmp: save_weights(self.model, tmp),
-            suffix=".weights.h5",
-        )
-        atomic_write_text(
-            os.path.join(self.backup_dir, BACKUP_STATE),
-            json.dumps(
-                {
-                    "epoch": epoch + 1,
-                    "weights": weights_name,
-                    "seed_state": np.asarray(self.model.seed_generator.state).tolist(),
-                }
-            ),
-        )
-        for name in os.listdir(self.backup_dir):
-            if name.endswith(".weights.h5") and name != weights_name:
-                os.remove(os.path.join(self.backup_dir, name))
+        # The values now, the file in the background (training.backup): a write still going
+        # is waited for first, and its error raised here.
+        self.writer.submit(backup.snapshot(self.model, epoch + 1))
         self.last_good_epoch = epoch
         if self.cadence.due(final=_is_last_epoch(self, epoch)):
             self.cadence.run(self._save_model)
 
     def _save_model(self):
+        # The backup first: model.keras never holds an epoch the backup does not.
+        self.writer.wait()
         if save_model(self.model, self.model_path):
             self.model_epoch = self.last_good_epoch
 
     def on_train_end(self, logs=None):
+        self.writer.wait()  # the last epoch's backup is on disk when fit returns
         # Stopped early (a callback) or diverged: model.keras gets the last good epoch, from
         # the backup when the weights in memory went bad after it.
         if self.last_good_epoch is None or self.model_epoch == self.last_good_epoch:

@@ -31,7 +31,7 @@ except ImportError:  # not POSIX: no lock
 LOCK_NAME = ".keras-vae-train.lock"
 # training.files.atomic_write's temporary names (tempfile.mkstemp, prefix ".tmp-", eight
 # characters of [a-z0-9_]) with the suffixes the trainer writes: only these are ever removed.
-TEMP_FILE = re.compile(r"\.tmp-[a-z0-9_]{8}(\.keras|\.weights\.h5|\.png|\.npy)?")
+TEMP_FILE = re.compile(r"\.tmp-[a-z0-9_]{8}(\.keras|\.weights\.(npz|h5)|\.png|\.npy)?")
 # The folders the trainer writes temporary files into (export/ cleans its own; logs/ is
 # TensorBoard's).
 TEMP_FOLDERS = ("", "backup", "samples")
@@ -39,8 +39,10 @@ TEMP_FOLDERS = ("", "backup", "samples")
 WRITTEN_FOLDERS = ("backup", "samples", "logs")
 # history.csv holds one short row per epoch; anything near this is not one of ours.
 MAX_HISTORY_BYTES = 64 << 20
-# The backup's weights file of epoch N (training.callbacks.BACKUP_WEIGHTS, which imports Keras).
-BACKUP_WEIGHTS = "epoch_{:04d}.weights.h5"
+# The backup's weights file of epoch N (training.backup), and the name earlier versions wrote
+# (Keras' save_weights), which still restores.
+BACKUP_WEIGHTS = "epoch_{:04d}.weights.npz"
+LEGACY_BACKUP_WEIGHTS = "epoch_{:04d}.weights.h5"
 
 
 class RunFolderError(ConfigError):
@@ -175,6 +177,8 @@ def check_state(backup_dir):
         _refuse(path, f"has epoch {epoch!r}, expected an integer >= 1", fix)
     weights = state.get("weights")
     expected = BACKUP_WEIGHTS.format(epoch)
+    if weights == LEGACY_BACKUP_WEIGHTS.format(epoch):
+        expected = weights
     if weights != expected:
         # A path elsewhere would load another run's weights as this run's.
         _refuse(path, f"names the weights {weights!r}; expected {expected!r} in this folder", fix)

@@ -1291,7 +1291,7 @@ def _resumed(epoch=1):
 
 
 def _state(**fields):
-    return json.dumps({"epoch": 1, "weights": "epoch_0001.weights.h5", **fields})
+    return json.dumps({"epoch": 1, "weights": "epoch_0001.weights.npz", **fields})
 
 
 def _real(name):
@@ -1427,15 +1427,15 @@ def run_folder_cases(full):
         ("epoch null", _state(epoch=None), r"has epoch None"),
         (
             "epoch 10**30",
-            _state(epoch=10**30, weights=f"epoch_{10**30:04d}.weights.h5"),
+            _state(epoch=10**30, weights=f"epoch_{10**30:04d}.weights.npz"),
             r"is missing",
         ),
         (
             "epoch 2, no such weights",
-            _state(epoch=2, weights="epoch_0002.weights.h5"),
+            _state(epoch=2, weights="epoch_0002.weights.npz"),
             r"is missing",
         ),
-        ("weights up two folders", _state(weights="../../x.weights.h5"), r"names the weights"),
+        ("weights up two folders", _state(weights="../../x.weights.npz"), r"names the weights"),
         ("weights an absolute path", _state(weights="/etc/passwd"), r"names the weights"),
         ("weights a number", _state(weights=1), r"names the weights"),
         ("no weights", json.dumps({"epoch": 1}), r"names the weights None"),
@@ -1455,34 +1455,34 @@ def run_folder_cases(full):
     )
 
     def other_runs_weights(folder):
-        other = os.path.join(_finished_run(), "backup", "epoch_0001.weights.h5")
+        other = os.path.join(_finished_run(), "backup", "epoch_0001.weights.npz")
         _damage("backup/state.json", json.dumps({"epoch": 1, "weights": other}))(folder)
 
     bad(
         "state.json: naming another run's weights",
         other_runs_weights,
-        r"expected 'epoch_0001\.weights\.h5'",
+        r"expected 'epoch_0001\.weights\.npz'",
     )
 
     def linked_weights(folder):
-        other = os.path.join(_finished_run(), "backup", "epoch_0001.weights.h5")
-        _damage("backup/epoch_0001.weights.h5", lambda p: os.symlink(other, p))(folder)
+        other = os.path.join(_finished_run(), "backup", "epoch_0001.weights.npz")
+        _damage("backup/epoch_0001.weights.npz", lambda p: os.symlink(other, p))(folder)
 
     bad("weights: a link to another run's file", linked_weights, r"not a file of this backup")
-    bad("weights: missing", _damage("backup/epoch_0001.weights.h5", None), r"is missing")
+    bad("weights: missing", _damage("backup/epoch_0001.weights.npz", None), r"is missing")
     bad(
         "weights: a directory",
-        _damage("backup/epoch_0001.weights.h5", lambda p: os.mkdir(p)),
+        _damage("backup/epoch_0001.weights.npz", lambda p: os.mkdir(p)),
         r"is missing",
     )
 
     def three_epochs(folder):
         backup = os.path.join(folder, "backup")
         shutil.copy(
-            os.path.join(backup, "epoch_0001.weights.h5"),
-            os.path.join(backup, "epoch_0003.weights.h5"),
+            os.path.join(backup, "epoch_0001.weights.npz"),
+            os.path.join(backup, "epoch_0003.weights.npz"),
         )
-        _damage("backup/state.json", _state(epoch=3, weights="epoch_0003.weights.h5"))(folder)
+        _damage("backup/state.json", _state(epoch=3, weights="epoch_0003.weights.npz"))(folder)
 
     bad("state.json: 3 epochs done, 2 asked", three_epochs, r"already trained 3 epochs")
     # history.csv

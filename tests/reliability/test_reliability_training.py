@@ -277,9 +277,9 @@ class _Crash(BaseException):
 @pytest.mark.slow
 def test_backup_weights_and_state_always_describe_the_same_epoch(tmp_path, monkeypatch):
     from keras_vae import training
-    from keras_vae.training import callbacks
+    from keras_vae.training import backup, callbacks
 
-    real, seen = callbacks.atomic_write_text, []
+    real, seen = backup.atomic_write_text, []
 
     def crash_before_second_state(path, text):
         # Fault injection at one exact instant: epoch 1's weights are in backup/, its
@@ -290,7 +290,7 @@ def test_backup_weights_and_state_always_describe_the_same_epoch(tmp_path, monke
                 raise _Crash()
         return real(path, text)
 
-    monkeypatch.setattr(callbacks, "atomic_write_text", crash_before_second_state)
+    monkeypatch.setattr(backup, "atomic_write_text", crash_before_second_state)
     run_dir = tmp_path / "run"
     with pytest.raises(_Crash):
         training.train({**FAST, "epochs": 3, "latent_dim": 3}, run_dir)
@@ -322,3 +322,35 @@ def test_a_resumed_run_without_its_untrained_record_says_so_instead_of_measuring
     assert json.load(open(run_dir / "metrics.json"))["untrained"] is None
     assert "(untrained not recorded;" in capsys.readouterr().out
     assert not (run_dir / "backup" / "untrained.json").exists()
+
+
+def test_backups_restore_every_variable_and_earlier_versions_h5_backups_still_resume(tmp_path):
+    from keras_vae.training import backup, run_folder
+
+    def trained():
+        keras.utils.set_random_seed(0)
+        vae = keras_vae.build_vae((8, 8, 1), latent_dim=2, hidden_units=(16,), seed=0)
+        vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+        return vae
+
+    vae = trained()
+    vae.fit(helpers.digits()[:128], epochs=2, batch_size=32, verbose=0)
+    for name, save in (
+        ("npz", lambda folder: backup.write(folder, backup.snapshot(vae, 1))),
+        ("h5", None),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        if save:
+            save(str(folder))
+        else:  # what earlier versions wrote: Keras' save_weights and a state.json naming it
+            vae.save_weights(str(folder / "epoch_0001.weights.h5"))
+            state = {"epoch": 1, "weights": "epoch_0001.weights.h5", "seed_state": [0, 0]}
+            (folder / "state.json").write_text(json.dumps(state))
+        assert run_folder.check_state(str(folder)) == 1
+        fresh = trained()
+        assert backup.restore(fresh, str(folder)) == 1
+        for a, b in zip(backup._variables(vae), backup._variables(fresh), strict=True):
+            if name == "npz" or "seed_generator" not in a.path:
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    assert sorted(os.listdir(tmp_path / "npz")) == ["epoch_0001.weights.npz", "state.json"]
