@@ -86,6 +86,10 @@ def _free_ports(n):
 
 def _two_workers(run_dir, *flags):
     """Runs `python -m keras_vae.training` as two MultiWorkerMirroredStrategy workers on localhost."""
+    _wait(_start_two(run_dir, *flags))
+
+
+def _start_two(run_dir, *flags):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     processes = []
     for index in range(2):
@@ -98,6 +102,10 @@ def _two_workers(run_dir, *flags):
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
         )  # fmt: skip
+    return processes
+
+
+def _wait(processes):
     try:
         outputs = [p.communicate(timeout=300) for p in processes]
     finally:
@@ -106,19 +114,6 @@ def _two_workers(run_dir, *flags):
                 p.kill()
     for p, (_, err) in zip(processes, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
-
-
-@pytest.mark.slow
-def test_two_workers_train_together_to_identical_weights(tmp_path):
-    run_dir = str(tmp_path / "run")
-    _two_workers(run_dir)
-    chief, other = f"{run_dir}/model.keras", f"{run_dir}/workers/worker_1/model.keras"
-    assert _max_difference(chief, other) == 0.0
-    # The chief writes the run's pictures and numbers; the other worker only its own state.
-    assert os.path.exists(f"{run_dir}/metrics.json")
-    assert not os.path.exists(f"{run_dir}/workers/worker_1/metrics.json")
-    with open(f"{run_dir}/workers/worker_1/history.csv") as f:
-        assert len(f.read().strip().splitlines()) == 1 + 1  # header and one epoch
 
 
 def test_default_strategy_is_one_chief_device():
@@ -147,19 +142,26 @@ def test_mirrored_on_a_missing_device_fails_clearly():
 
 
 @pytest.mark.slow
-def test_two_workers_resume_a_stopped_run_as_if_never_stopped(tmp_path):
+def test_two_workers_train_together_and_resume_a_stopped_run_as_if_never_stopped(tmp_path):
     # One epoch, then the same command with --epochs 2 (what a restarted cluster runs), against
-    # two epochs in one go: each worker restores its own backup and the data stream its epoch.
+    # two epochs in one go (a second cluster, at the same time): each worker restores its own
+    # backup and the data stream its epoch.
     resumed, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
-    _two_workers(resumed)
+    first, other_cluster = _start_two(resumed), _start_two(straight, "--epochs", "2")
+    _wait(first)
+    _wait(other_cluster)
+    # The workers trained together: identical weights. The chief writes the run's pictures and
+    # numbers; the other worker only its own state.
+    other = "workers/worker_1/model.keras"
+    assert _max_difference(f"{resumed}/model.keras", f"{resumed}/{other}") == 0.0
+    assert os.path.exists(f"{resumed}/metrics.json")
+    assert not os.path.exists(f"{resumed}/workers/worker_1/metrics.json")
     after_one = str(tmp_path / "after_one.keras")
     shutil.copy(f"{resumed}/model.keras", after_one)
     _two_workers(resumed, "--epochs", "2")
-    _two_workers(straight, "--epochs", "2")
     assert _max_difference(f"{resumed}/model.keras", f"{straight}/model.keras") < 1e-5
     # ... and the second epoch did train, so the agreement is not trivial.
     assert _max_difference(after_one, f"{resumed}/model.keras") > 1e-4
-    other = "workers/worker_1/model.keras"
     assert _max_difference(f"{resumed}/{other}", f"{resumed}/model.keras") == 0.0
     for run_dir in (resumed, f"{resumed}/workers/worker_1"):
         with open(f"{run_dir}/history.csv") as f:
