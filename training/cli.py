@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import traceback
 import typing
 
 from keras_vae.training.checks import parse_int, read_json_file
@@ -116,6 +117,30 @@ def run_dir_of(args, config):
 
 
 def main(argv=None):
+    """The command; its exit status. A multi-worker run forks its trainer (training.cluster):
+    that process ends here, with the status, whatever happens, so that a caller of `main` in
+    Python (a test, a notebook) carries on once, in the supervisor, not twice."""
+    from keras_vae.training import cluster
+
+    code = 1
+    try:
+        code = _interruptible(argv)
+    except SystemExit as e:
+        if not cluster.is_trainer():
+            raise
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        if not cluster.is_trainer():
+            raise
+        traceback.print_exc()
+    if cluster.is_trainer():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _interruptible(argv):
     # Ctrl-C may come at any moment, also while TensorFlow starts (seconds): every phase of the
     # command answers it the same way, on one line.
     started = []
@@ -148,9 +173,14 @@ def _main(argv, started):
     try:
         started.append(True)
         if config.strategy == "multi-worker":
+            from keras_vae.training.distribute import read_tf_config
+
+            read_tf_config()  # a bad TF_CONFIG is refused here, before the fork
             # From here this process trains; its parent bounds the waits for peers and answers
             # signals (training.cluster).
-            cluster.supervise(config.cluster_timeout)
+            code = cluster.supervise(config.cluster_timeout)
+            if code is not None:  # the supervisor: the trainer has ended
+                return code
         train(config, run_dir)
     except (ConfigError, DataError) as e:
         parser.exit(2, f"{PROG}: error: {console.one_line(e)}\n")

@@ -63,7 +63,8 @@ class ClusterMismatch(ConfigError):
 
 
 def supervise(timeout):
-    """Forks the trainer; returns in it, and in the supervisor exits with the run's status.
+    """Forks the trainer; returns None in it, and in the supervisor the run's exit status once
+    the trainer has ended (the caller returns it: a Python caller of `cli.main` goes on).
 
     Call it once, after the flags are checked and before TensorFlow joins the cluster.
 
@@ -84,10 +85,21 @@ def supervise(timeout):
         _report_fd = write_fd
         return
     os.close(write_fd)
-    code = _watch(pid, read_fd, timeout)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    handlers = {signum: signal.getsignal(signum) for signum in EXIT_SIGNAL}
+    try:
+        return _watch(pid, read_fd, timeout)
+    finally:
+        os.close(read_fd)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def is_trainer():
+    """Whether this process is the trainer `supervise` forked (which must never return to its
+    caller's code: that is the supervisor's)."""
+    return _report_fd is not None
 
 
 def _die_with(parent):
@@ -360,8 +372,15 @@ def handshake(strategy, config, dataset, likelihood, backup_dir):
             t: json.loads(store.get_config_key_value(f"keras_vae/handshake/{t}")) for t in tasks
         }
         store.set_config_key_value(f"keras_vae/handshake_read/{me}", "1")
-        for t in tasks:
-            store.get_config_key_value(f"keras_vae/handshake_read/{t}")
+        try:
+            for t in tasks:
+                store.get_config_key_value(f"keras_vae/handshake_read/{t}")
+        except Exception:  # noqa: BLE001 - TF's errors for a service that went away
+            # The chief hosts the store and leaves once every worker has read everything (it
+            # saw their read marks): when the settings differ it may be gone before this
+            # worker's last read returns. This worker has every fingerprint by then.
+            if first_difference(theirs) is None:
+                raise
     difference = first_difference(theirs)
     if difference is not None:
         raise ClusterMismatch(mismatch_message(difference))
