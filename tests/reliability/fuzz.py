@@ -35,6 +35,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # A worker's resident memory (TensorFlow alone is ~0.6 GB) past this is a misbehaved case: no
 # hostile input may take the process near the gigabytes the issue saw (8.85 GB for one request).
 MEMORY_LIMIT_BYTES = 3 * 2**30
+# A case's time limit is this many times its `seconds`: a loaded CI machine (two test processes
+# on two cores) must not turn a slow case into a "hang", and a real hang never ends anyway.
+TIME_LIMIT_SCALE = 3.0
 CATEGORIES = ("serving", "tflite", "config", "flags", "data", "run_folder", "keras_file")
 # Not run by default: cases whose verdicts are known, to test the runner itself.
 SELF_TEST = "selftest"
@@ -162,17 +165,18 @@ def selftest_cases(full):
 
 
 # ------------------------------------------------------------------------------------------------
-# The worker: runs a category's cases from `start` on, one JSON line each.
+# The worker: runs the cases of one or more categories ("a,b": in one process, sharing its
+# imports and models) from `start` on, one JSON line each.
 
 
-def work(category, full, start):
+def work(group, full, start):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    cases = generate(category, full)
+    cases = [(c, case) for c in group.split(",") for case in generate(c, full)]
     _say({"count": len(cases)})
     for index in range(start, len(cases)):
-        case = cases[index]
-        _say({"start": index, "name": case.name, "seconds": case.seconds})
+        category, case = cases[index]
+        _say({"start": index, "category": category, "name": case.name, "seconds": case.seconds})
         verdict, detail = judge(case)
         _say({"index": index, "verdict": verdict, "detail": detail})
 
@@ -191,7 +195,8 @@ PROTOCOL_FD = 3
 
 
 def run_category(category, full, report):
-    """Runs every case of `category`; calls `report(category, name, verdict, detail)` for each."""
+    """Runs every case of `category` (or of a group, "a,b", in one worker process); calls
+    `report(category, name, verdict, detail)` for each."""
     start, count = 0, None
     while count is None or start < count:
         read_end, write_end = os.pipe()
@@ -231,9 +236,10 @@ def _watch(worker, fd, category, start, count, report, errors):
             if "count" in record:
                 count = record["count"]
             elif "start" in record:
-                current, started_at, limit = record, time.monotonic(), record["seconds"]
+                current, started_at = record, time.monotonic()
+                limit = record["seconds"] * TIME_LIMIT_SCALE
             else:
-                report(category, current["name"], record["verdict"], record["detail"])
+                report(current["category"], current["name"], record["verdict"], record["detail"])
                 start, current = record["index"] + 1, None
                 started_at, limit = time.monotonic(), 600.0
         if ready and not chunk:  # the worker closed the pipe: it ended
@@ -262,7 +268,7 @@ def _stopped(worker, category, current, start, count, report, errors, why):
         raise RuntimeError(f"fuzz: the {category} worker stopped ({why}, exit {code}): {tail}")
     if code < 0 and why.startswith("exit"):
         why = f"killed by signal {-code}"
-    report(category, current["name"], MISBEHAVED, f"the process: {why}")
+    report(current["category"], current["name"], MISBEHAVED, f"the process: {why}")
     return current["start"] + 1, count
 
 
@@ -278,7 +284,8 @@ def _rss(pid):
 
 
 def run(categories, full, verbose=False, out=sys.stdout):
-    """Runs the categories; prints misbehaved cases (all cases with `verbose`) and the summary.
+    """Runs the categories (each in its worker; "a,b" shares one); prints misbehaved cases (all
+    cases with `verbose`) and the summary.
 
     Returns `{"tried", "clear", "correct", "misbehaved": [(category, name, detail)],
     "by_category": {category: {verdict: count}}}`.
@@ -298,17 +305,20 @@ def run(categories, full, verbose=False, out=sys.stdout):
         if verbose or verdict == MISBEHAVED:
             print(f"{category:>10} {verdict:>14}  {name}: {detail}", file=out, flush=True)
 
-    for category in categories:
+    for group in categories:  # a category, or a group "a,b" run in one worker
         began = time.monotonic()
-        run_category(category, full, report)
-        counts = totals["by_category"].get(category, {})
-        print(
-            f"fuzz {category}: {sum(counts.values())} cases in {time.monotonic() - began:.0f} s "
-            f"({counts.get(CLEAR, 0)} clear errors, {counts.get(CORRECT, 0)} correct results, "
-            f"{counts.get(MISBEHAVED, 0)} misbehaved)",
-            file=out,
-            flush=True,
-        )
+        run_category(group, full, report)
+        seconds = time.monotonic() - began
+        for category in group.split(","):
+            counts = totals["by_category"].get(category, {})
+            print(
+                f"fuzz {category}: {sum(counts.values())} cases in {seconds:.0f} s"
+                + (f" (with {group})" if "," in group else "")
+                + f" ({counts.get(CLEAR, 0)} clear errors, {counts.get(CORRECT, 0)} correct "
+                f"results, {counts.get(MISBEHAVED, 0)} misbehaved)",
+                file=out,
+                flush=True,
+            )
     print(summary_line(totals), file=out, flush=True)
     return totals
 
@@ -326,7 +336,7 @@ def main(argv=None):
     p.add_argument("--full", action="store_true", help="every case, not the fast subset")
     p.add_argument("--category", action="append", choices=CATEGORIES, help="(repeatable)")
     p.add_argument("--verbose", action="store_true", help="print every case's verdict")
-    p.add_argument("--worker", choices=CATEGORIES + (SELF_TEST,), help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # a category, or several: "a,b"
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
