@@ -245,11 +245,12 @@ def test_a_lone_worker_gives_up_after_the_cluster_timeout_naming_its_peer(tmp_pa
 def test_sigterm_to_one_worker_mid_run_stops_both_and_keeps_the_backup(tmp_path):
     run_dir = str(tmp_path / "run")
     processes = _start_workers(run_dir, [[], []], epochs="100")
-    history = f"{run_dir}/workers/worker_1/history.csv"
+    states = [f"{run_dir}/backup/state.json", f"{run_dir}/workers/worker_1/backup/state.json"]
     deadline = time.monotonic() + 240
     try:
-        # Mid-run: after the first epoch is recorded, with 99 to go.
-        while not (os.path.exists(history) and len(open(history).read().splitlines()) >= 2):
+        # Mid-run: after the first epoch is backed up on both workers (in the background, a
+        # few milliseconds after its history row), with 99 to go.
+        while not all(os.path.exists(state) for state in states):
             assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
             time.sleep(0.1)
         stopped = time.monotonic()
