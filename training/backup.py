@@ -71,7 +71,6 @@ class Writer:
         self.backup_dir = backup_dir
         self._thread = None
         self._error = None
-        self.written = None  # the finished epochs of the last snapshot on disk
 
     def submit(self, snap):
         self.wait()
@@ -81,7 +80,6 @@ class Writer:
     def _write(self, snap):
         try:
             write(self.backup_dir, snap)
-            self.written = snap[0]
         except BaseException as e:  # noqa: BLE001 - handed to the training thread by wait()
             self._error = e
 

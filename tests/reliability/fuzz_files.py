@@ -1769,39 +1769,36 @@ def _lambda_layer(marker):
     return edit
 
 
-def _os_function(config):
-    """Every Dense layer's activation serialized as the function os.system."""
-
-    def visit(node):
-        c = node.get("config")
-        if node.get("class_name") == "Dense" and isinstance(c, dict):
-            c["activation"] = {
-                "module": "os",
-                "class_name": "function",
-                "config": "system",
-                "registered_name": "function",
-            }
-
-    _walk(config, visit)
-
-
-def _activation_code(marker):
-    """An activation naming a callable of `os` with `marker` as its argument."""
+def _dense_activations(activation):
+    """A config edit that sets every Dense layer's activation to the serialized `activation`."""
 
     def edit(config):
         def visit(node):
             c = node.get("config")
             if node.get("class_name") == "Dense" and isinstance(c, dict):
-                c["activation"] = {
-                    "module": "os",
-                    "class_name": "system",
-                    "config": f"touch {marker}",
-                    "registered_name": "system",
-                }
+                c["activation"] = dict(activation)
 
         _walk(config, visit)
 
     return edit
+
+
+# Every Dense layer's activation serialized as the function os.system.
+_os_function = _dense_activations(
+    {"module": "os", "class_name": "function", "config": "system", "registered_name": "function"}
+)
+
+
+def _activation_code(marker):
+    """An activation naming a callable of `os` with `marker` as its argument."""
+    return _dense_activations(
+        {
+            "module": "os",
+            "class_name": "system",
+            "config": f"touch {marker}",
+            "registered_name": "system",
+        }
+    )
 
 
 def _keras_case_file(make, name="model.keras"):
