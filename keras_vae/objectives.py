@@ -41,7 +41,7 @@ def kl_to_standard_normal(posterior):
     return tf.reduce_sum(kl_per_dimension(posterior), axis=-1)
 
 
-def free_bits_kl(kl_per_dim, free_bits):
+def free_bits_kl(kl_per_dim, free_bits, weights=None):
     """The KL term with free bits (Kingma et al. 2016): sum_j max(lambda, mean_b KL_bj).
 
     Each latent dimension's KL, averaged over the batch, counts at least `free_bits` (lambda,
@@ -52,12 +52,28 @@ def free_bits_kl(kl_per_dim, free_bits):
     Args:
         kl_per_dim: Tensor `[B, latent_dim]` (`kl_per_dimension`).
         free_bits: float >= 0. lambda, nats per dimension.
+        weights: optional Tensor `[B]` of example weights (`weighted_mean`).
 
     Returns:
         A scalar Tensor: the batch's KL term.
     """
-    per_dimension = tf.reduce_mean(kl_per_dim, axis=0)
+    per_dimension = weighted_mean(kl_per_dim, weights)
     return tf.reduce_sum(tf.maximum(per_dimension, tf.cast(free_bits, per_dimension.dtype)))
+
+
+def weighted_mean(values, weights=None):
+    """The batch mean of `values` (`[B, ...]`, over axis 0) with each example counted
+    `weights[b]` times: `mean_b(weights[b] * values[b])`, Keras' "sum over batch size".
+
+    Weights that average to 1 over the batch give a weighted average; the trainer's padded last
+    batch gives its padding weight 0 and its real examples B / (real examples), so the mean is
+    that of the real examples alone, on one device or split across replicas.
+    """
+    if weights is None:
+        return tf.reduce_mean(values, axis=0)
+    weights = tf.cast(weights, values.dtype)
+    weights = tf.reshape(weights, [-1] + [1] * (values.shape.rank - 1))
+    return tf.reduce_mean(weights * values, axis=0)
 
 
 def reparameterize(posterior, eps):

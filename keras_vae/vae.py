@@ -30,6 +30,23 @@ OBJECTIVES = ("elbo", "iwae")
 MIN_POSTERIOR_SCALE = 1e-4
 
 
+def _normalized_weights(weights, local_batch):
+    """Sample weights `[B]` rescaled so that they average to 1 over the global batch (summed
+    across replicas): then `objectives.weighted_mean` on each replica, divided by the number of
+    replicas as `train_step` does, adds up to the weighted average of the whole global batch.
+    None stays None; all-zero weights stay zero."""
+    if weights is None:
+        return None
+    weights = tf.cast(tf.reshape(weights, [-1]), "float32")
+    total = tf.reduce_sum(weights)
+    size = tf.cast(local_batch, "float32")
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, total)
+        size = size * ctx.num_replicas_in_sync
+    return weights * tf.math.divide_no_nan(size, total)
+
+
 def _on_examples(network, x, c=None):
     """`network(x)` (`network([x, c])` with a condition), for an empty batch too: oneDNN's Conv2D
     returns a wrongly shaped result on zero examples ("Incompatible shapes: [0,28,28,4] vs.
@@ -266,16 +283,19 @@ class VAE(Inference, keras.Model):
         """
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        # Drawn example-major, so that the first b examples of a batch get the same noise
+        # whatever the batch's size: a padded last batch (training.pipeline) draws the noise
+        # its real examples would draw alone.
         lead = () if num_samples is None else (num_samples,)
-        if replicas == 1:
-            return keras.random.normal(
-                (*lead, batch_size, self.latent_dim), seed=self.seed_generator, dtype="float32"
-            )
         noise = keras.random.normal(
-            (*lead, batch_size * replicas, self.latent_dim),
+            (batch_size * replicas, *lead, self.latent_dim),
             seed=self.seed_generator,
             dtype="float32",
         )
+        if num_samples is not None:
+            noise = tf.transpose(noise, [1, 0, 2])
+        if replicas == 1:
+            return noise
         start = ctx.replica_id_in_sync_group * batch_size
         return noise[..., start : start + batch_size, :]
 
@@ -287,6 +307,7 @@ class VAE(Inference, keras.Model):
         return_all=False,
         num_samples=None,
         condition=None,
+        example_weights=None,
     ):
         """Adds kl_weight * KL(Q(z|X) || P(z)) with `add_loss` (with free bits, their floor of
         each dimension's batch mean) and decodes z.
@@ -296,7 +317,8 @@ class VAE(Inference, keras.Model):
         (`[num_samples, B, latent_dim]`, decoded to `[num_samples, B, ...]`). Returns the mean of
         P(X|z), or with `return_all` a dict with `params` (the decoder's output), `z`, `kl` (per
         example) and the `posterior`'s `loc` and `scale`. A conditional model takes `(x, c)` as
-        `inputs` (or `x` and `condition=c`).
+        `inputs` (or `x` and `condition=c`). `example_weights` (`[B]`, e.g. 0 for padding) weight
+        each example's KL in the added loss (`objectives.weighted_mean`).
         """
         if sample_posterior is None:
             sample_posterior = bool(training)
@@ -308,9 +330,9 @@ class VAE(Inference, keras.Model):
         kl_per_dim = objectives.kl_per_dimension(posterior)
         kl = tf.reduce_sum(kl_per_dim, axis=-1)
         if self.free_bits > 0:
-            kl_term = objectives.free_bits_kl(kl_per_dim, self.free_bits)
+            kl_term = objectives.free_bits_kl(kl_per_dim, self.free_bits, example_weights)
         else:
-            kl_term = tf.reduce_mean(kl)
+            kl_term = objectives.weighted_mean(kl, example_weights)
         self.add_loss(self.kl_weight * kl_term)
         if sample_posterior:
             eps = self._posterior_noise(tf.shape(kl)[0], num_samples)
@@ -347,9 +369,18 @@ class VAE(Inference, keras.Model):
         return trackers + ([self.bound_tracker] if self.bound_tracker is not None else [])
 
     def _objective(self, data, training):
+        """`_step_values` without the weights."""
+        return self._step_values(data, training)[:4]
+
+    def _step_values(self, data, training):
         """The step's objective (a scalar) and, per example, the term added to the KL in it
-        (-log P(X|z), or `objectives.iwae_reconstruction_term`), -log P(X|z) and the true KL."""
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        (-log P(X|z), or `objectives.iwae_reconstruction_term`), -log P(X|z) and the true KL.
+
+        With sample weights in `data` (the trainer's: 1 per example, 0 for the padding of an
+        epoch's last batch) the objective is the weighted average over the global batch, so one
+        device and N replicas take the same step on any batch."""
+        x, y, given = keras.utils.unpack_x_y_sample_weight(data)
+        weights = _normalized_weights(given, tf.shape(x)[0])
         if tf.is_tensor(x) and (x.shape.rank is None or None in checks.static_shape(x.shape)[1:]):
             # log P(X|z) below needs x's static shape as much as the networks do.
             x = checks.check_dynamic_shape(x, self.data_shape)
@@ -360,6 +391,7 @@ class VAE(Inference, keras.Model):
         out = self(
             x, training=training, sample_posterior=True, return_all=True,
             num_samples=self.k if iwae else None, condition=y if self.conditional else None,
+            example_weights=weights,
         )  # fmt: skip
         x = tf.cast(x, "float32")
         log_prob = self.likelihood.training_log_prob if training else self.likelihood.log_prob
@@ -375,18 +407,28 @@ class VAE(Inference, keras.Model):
             term = reconstruction = -log_px
         # self.losses holds the KL term from call (kl_weight times the mean KL, or its free-bits
         # floor), plus any regularizers of the networks.
-        objective = tf.reduce_mean(term) + tf.add_n(self.losses)
-        return objective, term, reconstruction, out["kl"]
+        objective = objectives.weighted_mean(term, weights) + tf.add_n(self.losses)
+        given = None if given is None else tf.cast(tf.reshape(given, [-1]), "float32")
+        return objective, term, reconstruction, out["kl"], (given, weights)
 
-    def _update_metrics(self, objective, term, reconstruction, kl):
+    def _update_metrics(self, objective, term, reconstruction, kl, weights):
+        """Updates the trackers with the step's values; `weights` is `(given, normalized)`, the
+        data's sample weights as given and as the step used them (`_normalized_weights`)."""
         # Per-example (rank-1) values: the epoch mean is weighted by examples, and
         # MultiWorkerMirroredStrategy's fit can reduce them (keras-team/keras#20585). `loss` is
         # what the step minimizes; with free bits that is a batch quantity, given to each example.
-        self.loss_tracker.update_state(tf.fill(tf.shape(kl), objective))
-        self.reconstruction_tracker.update_state(reconstruction)
-        self.kl_tracker.update_state(kl)
+        # Weighted by the data's sample weights (0 for the trainer's padding), if any: the epoch
+        # means are over the real examples. Each replica's `loss` is the global objective (the
+        # mean of the replicas' objectives) times its share of the step's weight, divided by its
+        # own share, so the replicas' weighted means add up to the global objective.
+        weights, normalized = weights
+        if normalized is not None:
+            objective = tf.math.divide_no_nan(objective, tf.reduce_mean(normalized))
+        self.loss_tracker.update_state(tf.fill(tf.shape(kl), objective), weights)
+        self.reconstruction_tracker.update_state(reconstruction, weights)
+        self.kl_tracker.update_state(kl, weights)
         if self.bound_tracker is not None:
-            self.bound_tracker.update_state(term + kl)
+            self.bound_tracker.update_state(term + kl, weights)
         results = {m.name: m.result() for m in self.metrics}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces fit's logs with reduce(MEAN, axis=0) across workers, which fails on
@@ -396,7 +438,7 @@ class VAE(Inference, keras.Model):
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            objective, term, reconstruction, kl = self._objective(data, training=True)
+            objective, term, reconstruction, kl, weights = self._step_values(data, training=True)
             # Gradients are summed across replicas: dividing by their number makes N replicas
             # on N slices of the global batch take the same step as one device on all of it.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -406,10 +448,10 @@ class VAE(Inference, keras.Model):
             scaled = self.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
-        return self._update_metrics(objective, term, reconstruction, kl)
+        return self._update_metrics(objective, term, reconstruction, kl, weights)
 
     def test_step(self, data):
-        return self._update_metrics(*self._objective(data, training=False))
+        return self._update_metrics(*self._step_values(data, training=False))
 
     # ----------------------------------------------------------------------------------------
     # Serialization.

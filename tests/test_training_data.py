@@ -346,6 +346,25 @@ def test_make_dataset_epochs_are_seeded_permutations():
     )
 
 
+def test_padded_batches_are_full_and_their_padding_weighs_nothing():
+    x = np.arange(10, dtype="float32")[:, None]
+    once = [[t.numpy() for t in batch] for batch in make_dataset(x, 4, padded=True)]
+    assert [b[0][:, 0].tolist() for b in once] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 0]]
+    assert [b[2].tolist() for b in once] == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]]
+    assert all(b[1].shape == (4, 0) for b in once)  # no condition: an empty one
+    # The real examples of each epoch are the unpadded stream's, in its order, with their own
+    # labels; only the last batch is topped up.
+    plain = iter(make_dataset(x, 4, shuffle=True, seed=0, y=np.arange(10) * 10))
+    padded = iter(make_dataset(x, 4, shuffle=True, seed=0, y=np.arange(10) * 10, padded=True))
+    for _ in range(2 * 3):
+        (xa, ya), (xb, yb, w) = next(plain), (t.numpy() for t in next(padded))
+        real = w.astype(bool)
+        assert xb.shape == (4, 1) and real.sum() == len(xa)
+        np.testing.assert_array_equal(xb[real], xa.numpy())
+        np.testing.assert_array_equal(yb[real], ya.numpy())
+        np.testing.assert_array_equal(yb[real], xb[real, 0] * 10)
+
+
 def test_dynamic_binarization_draws_fresh_pixels():
     x = np.full((10, 4), 0.5, dtype="float32")
     stream = iter(make_dataset(x, 10, shuffle=True, seed=0, binarize=True))

@@ -449,6 +449,37 @@ def test_free_bits_change_the_objective_but_not_the_reported_kl(binary_digits):
 
 
 @pytest.mark.parametrize(
+    "kwargs", [{"free_bits": 0.5}, {"objective": "iwae", "k": 4}], ids=["free_bits", "iwae"]
+)  # fmt: skip
+def test_a_padded_batch_steps_and_scores_as_its_real_examples_alone(binary_digits, kwargs):
+    # The trainer pads each pass's last batch to full size with weight-0 examples (so that it
+    # splits evenly over replicas): the step, the objective and the metrics must be those of
+    # the real examples alone. The noise is drawn for the padded batch from the same seed
+    # state; its first rows are the unpadded batch's noise.
+    x = binary_digits[0][:40]
+    real, padded = x[:24], np.concatenate([x[:24], x[24:40]])
+    weights = np.r_[np.ones(24), np.zeros(16)].astype("float32")
+    a, b = _same_weights(kwargs, kwargs, x)
+    for model in (a, b):
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    state = a.seed_generator.state.numpy()
+    b.seed_generator.state.assign(state)
+    objective_a = float(a._objective(real, training=False)[0])
+    objective_b = float(b._objective((padded, np.zeros((40, 0), "float32"), weights), False)[0])
+    assert objective_b == pytest.approx(objective_a, rel=1e-6)
+    unweighted = float(b._objective(padded, training=False)[0])
+    assert abs(unweighted - objective_a) > 1e-3  # the padding would count without its weights
+    a.seed_generator.state.assign(state), b.seed_generator.state.assign(state)
+    logs_a = a.train_on_batch(real, return_dict=True)
+    logs_b = b.train_on_batch(padded, sample_weight=weights, return_dict=True)
+    for name, value in logs_a.items():
+        assert logs_b[name] == pytest.approx(value, rel=1e-5), name
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+    assert np.abs(a.get_weights()[0] - small_vae(seed=3).get_weights()[0]).max() > 1e-4
+
+
+@pytest.mark.parametrize(
     "kwargs, message",
     [({"objective": "iwae", "beta": 0.5}, "beta=1"), ({"objective": "iwae", "free_bits": 1.0},
      "free bits"), ({"k": 3}, "applies to objective='iwae'"), ({"objective": "vi"}, "Unknown "

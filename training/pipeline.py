@@ -12,9 +12,10 @@ def steps_per_epoch(num_examples, batch_size, drop_remainder=False):
 
 
 def make_dataset(
-    x, batch_size, shuffle=False, seed=0, binarize=False, drop_remainder=False, first_epoch=0
-):
-    """A `tf.data.Dataset` of batches of `x` alone (no labels), prefetched.
+    x, batch_size, shuffle=False, seed=0, binarize=False, drop_remainder=False, first_epoch=0,
+    y=None, padded=False,
+):  # fmt: skip
+    """A `tf.data.Dataset` of batches of `x` (with `y`, its conditions, when given), prefetched.
 
     Without `shuffle`: one pass over `x` in order. With `shuffle`: an endless stream of epochs
     (iterate it with `steps_per_epoch(len(x), batch_size, drop_remainder)` steps per epoch),
@@ -22,6 +23,12 @@ def make_dataset(
     same whether training started at epoch 0 or resumed at `first_epoch` = e, and the same on
     one device and on N replicas. `binarize` draws each batch's pixels from Bernoulli(x),
     fresh for every epoch and batch (dynamic binarization), also from stateless seeds.
+
+    Elements are `x` batches, `(x, y)` with `y`, and with `padded` `(x, y, sample_weight)`: every
+    batch is full, the last one of a pass topped up with copies of example 0 of weight 0 (the
+    others weigh 1; `y` is then `[B, 0]` when not given). A VAE's step averages over the real
+    examples only, so each step is the same on one device and split over any number of
+    replicas or workers, whatever the data size (training.distribute).
 
     Example:
     >>> ds = make_dataset(load_dataset("digits").x_train, 64, shuffle=True)
@@ -31,31 +38,42 @@ def make_dataset(
     options = tf.data.Options()
     # The examples live in memory: shard by example, never by file, across workers.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    if not shuffle:
-        ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size, drop_remainder=drop_remainder)
-        if binarize:
-            ds = ds.enumerate().map(
-                lambda i, batch: _binarize(batch, _noise_seed(seed, 0, i)),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
-
     x = tf.convert_to_tensor(x)
     n = int(x.shape[0])
+    if y is not None:
+        y = tf.convert_to_tensor(y)
+    drop_remainder = drop_remainder and not padded
 
-    def one_epoch(epoch):
-        keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        order = tf.argsort(keys)
+    def batches_of(order):
         batches = tf.data.Dataset.from_tensor_slices(order).batch(
             batch_size, drop_remainder=drop_remainder
         )
-        return batches.enumerate().map(lambda i, idx: (epoch, i, idx))
+        return batches.map(_pad)
 
-    def gather(epoch, i, idx):
+    def _pad(idx):
+        real = tf.shape(idx)[0]
+        if not padded:
+            return idx, tf.ones([real])
+        weights = tf.cast(tf.range(batch_size) < real, tf.float32)
+        return tf.pad(idx, [[0, batch_size - real]]), weights
+
+    def gather(epoch, i, idx, weights):
         batch = tf.gather(x, idx)
         if binarize:
             batch = _binarize(batch, _noise_seed(seed, epoch, i))
-        return batch
+        if not padded:
+            return batch if y is None else (batch, tf.gather(y, idx))
+        condition = tf.zeros([batch_size, 0]) if y is None else tf.gather(y, idx)
+        return batch, condition, weights
+
+    if not shuffle:
+        ds = batches_of(tf.range(n, dtype=tf.int64)).enumerate()
+        ds = ds.map(lambda i, pair: gather(0, i, *pair), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    def one_epoch(epoch):
+        keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return batches_of(tf.argsort(keys)).enumerate().map(lambda i, pair: (epoch, i, *pair))
 
     ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(one_epoch)
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -41,7 +41,6 @@ class _Data(typing.NamedTuple):
     likelihood: str
     x_eval: typing.Any  # the held-out examples, binarized once under --binarize
     reference: typing.Any  # training vectors the sample scatters are drawn over; None for images
-    drop_remainder: bool
     steps: int  # batches per epoch
     x_codes: typing.Any  # training examples the latent frame is fitted to after each epoch
 
@@ -139,11 +138,6 @@ def _check_fit(config, dataset, likelihood, replicas):
             f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas, so "
             "each replica gets an equal share."
         )
-    if replicas > 1 and len(dataset.x_train) < config.batch_size:
-        raise ConfigError(
-            f"{len(dataset.x_train)} training examples cannot fill one batch of "
-            f"{config.batch_size} across {replicas} replicas; lower --batch-size."
-        )
 
 
 def _load_data(config, replicas):
@@ -163,11 +157,8 @@ def _load_data(config, replicas):
     x_codes = dataset.x_train[:2048]
     if config.binarize:
         x_codes = binarize_once(x_codes, config.seed)
-    # With several replicas every step must split evenly, or the replicas' mean losses would not
-    # add up to the global batch's: the last partial batch is dropped (a new one each epoch).
-    drop = replicas > 1
-    steps = steps_per_epoch(len(dataset.x_train), config.batch_size, drop)
-    return _Data(dataset, likelihood, x_eval, reference, drop, steps, x_codes)
+    steps = steps_per_epoch(len(dataset.x_train), config.batch_size)
+    return _Data(dataset, likelihood, x_eval, reference, steps, x_codes)
 
 
 def _steps_per_execution(steps, most=32):
@@ -283,13 +274,12 @@ def _fit(model, config, data, initial_epoch, fit_callbacks):
     epoch-seeded stream that starts at `initial_epoch`; returns the seconds it took."""
     from keras_vae.training.data import make_dataset
 
-    x_train, batch_size, drop = data.dataset.x_train, config.batch_size, data.drop_remainder
-    val_ds = None
-    if not drop or len(data.x_eval) >= batch_size:
-        val_ds = make_dataset(data.x_eval, batch_size, drop_remainder=drop)
+    # Every batch full, the last one of a pass padded with weight-0 examples: a step is the same
+    # on one device and split over N replicas or workers, whatever the data size.
+    val_ds = make_dataset(data.x_eval, config.batch_size, padded=True)
     train_ds = make_dataset(
-        x_train, batch_size, shuffle=True, seed=config.seed, binarize=config.binarize,
-        drop_remainder=drop, first_epoch=initial_epoch,
+        data.dataset.x_train, config.batch_size, shuffle=True, seed=config.seed,
+        binarize=config.binarize, first_epoch=initial_epoch, padded=True,
     )  # fmt: skip
     start = time.time()
     if initial_epoch < config.epochs:
