@@ -30,6 +30,17 @@ OBJECTIVES = ("elbo", "iwae")
 MIN_POSTERIOR_SCALE = 1e-4
 
 
+def _first_replica(value):
+    """The first replica's part of a distributed value, or of each in a tuple, list or dict."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_first_replica(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _first_replica(v) for k, v in value.items()}
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value
+
+
 def _normalized_weights(weights, local_batch):
     """Sample weights `[B]` rescaled so that they average to 1 over the global batch (summed
     across replicas): then `objectives.weighted_mean` on each replica, divided by the number of
@@ -202,6 +213,18 @@ class VAE(Inference, keras.Model):
         if not isinstance(x, np.ndarray) and not (tf.is_tensor(x) and tf.executing_eagerly()):
             return  # a generator or PyDataset: checked per batch in the graph
         conditions.check_condition_data(y, name, classes, dim, num_examples=len(x))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15) builds a distributed model from the first batch reduced as one value,
+        # which MultiWorkerMirroredStrategy cannot do for a tuple such as (x, y) or the
+        # trainer's (x, y, sample_weight) ("unsupported type PerReplica"). Only the shapes
+        # matter there: build from the first replica's part instead.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, it in iterator:
+                data_batch = _first_replica(next(it))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def fit(self, x=None, *args, **kwargs):
         self._check_data(x, "x", pairs=self.conditional)

@@ -6,7 +6,6 @@ must be set before TensorFlow starts, and must not leak into other tests.
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,8 +23,9 @@ from keras_vae.training.distribute import make_strategy, parse_devices, worker_r
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
 ENV.pop("TF_CONFIG", None)
-# 192 examples in batches of 64: three steps, each split across two replicas or workers.
-TINY = ["--limit", "192", "--epochs", "1", "--batch-size", "64", "--seed", "3"]
+# 200 training and 200 held-out digits in batches of 64: four steps, the last of 8 examples
+# (padded to 64), each split across two replicas or workers.
+TINY = ["--limit", "200", "--epochs", "1", "--batch-size", "64", "--seed", "3"]
 QUICK = ["--no-export", "--iwae-samples", "1", "--verbose", "0"]
 
 
@@ -42,7 +42,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from keras_vae.training.trainer import train
-    config = dict(data="digits", limit=192, epochs=1, batch_size=64, seed=3, export=False,
+    # 200 training and 200 held-out digits in batches of 64: each pass ends in a batch of 8.
+    config = dict(data="digits", limit=200, epochs=2, batch_size=64, seed=3, export=False,
                   iwae_samples=1, verbose=0)
     # Mirrored first: it splits the CPU into two logical devices before TensorFlow starts.
     mirrored = train({**config, "strategy": "mirrored", "devices": "/cpu:0,/cpu:1"}, sys.argv[1])
@@ -62,8 +63,12 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [2, 1]
     # Same data, seed and steps: the update of 2 replicas on halves of each batch equals one
-    # device's on the whole batch (loss / num_replicas, global-batch noise sliced per replica).
+    # device's on the whole batch (loss / num_replicas, global-batch noise sliced per replica),
+    # the last batch of each pass included (padded, its padding weighing nothing). Two epochs:
+    # the first epoch's validation draws noise too, and the second must start where one
+    # device's does.
     assert _max_difference(f"{mirrored}/model.keras", f"{single}/model.keras") < 1e-5
+    assert _history(mirrored) == pytest.approx(_history(single), rel=1e-5)
     # ... and training did move the weights, so the agreement is not trivial.
     keras.utils.set_random_seed(3)
     import keras_vae
@@ -74,6 +79,16 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     assert _max_difference(fresh, f"{single}/model.keras") > 1e-3
 
 
+def _history(run_dir):
+    """history.csv's numbers, epoch after epoch, the training and the held-out ones, in one
+    list."""
+    with open(f"{run_dir}/history.csv") as f:
+        rows = [line.split(",") for line in f.read().strip().splitlines()]
+    header, values = rows[0], [[float(v) for v in row] for row in rows[1:]]
+    assert len(values) >= 1 and "val_loss" in header, header
+    return [v for row in values for v in row]
+
+
 def _free_ports(n):
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:
@@ -82,38 +97,6 @@ def _free_ports(n):
     for s in sockets:
         s.close()
     return ports
-
-
-def _two_workers(run_dir, *flags):
-    """Runs `python -m keras_vae.training` as two MultiWorkerMirroredStrategy workers on localhost."""
-    _wait(_start_two(run_dir, *flags))
-
-
-def _start_two(run_dir, *flags):
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "keras_vae.training", "--strategy", "multi-worker", *TINY, *QUICK,
-                 *flags, "--run-dir", run_dir],
-                env={**ENV, "TF_CONFIG": json.dumps(tf_config)},
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
-        )  # fmt: skip
-    return processes
-
-
-def _wait(processes):
-    try:
-        outputs = [p.communicate(timeout=300) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(processes, outputs, strict=True):
-        assert p.returncode == 0, err[-3000:]
 
 
 def test_default_strategy_is_one_chief_device():
@@ -142,32 +125,6 @@ def test_mirrored_on_a_missing_device_fails_clearly():
 
 
 @pytest.mark.slow
-def test_two_workers_train_together_and_resume_a_stopped_run_as_if_never_stopped(tmp_path):
-    # One epoch, then the same command with --epochs 2 (what a restarted cluster runs), against
-    # two epochs in one go (a second cluster, at the same time): each worker restores its own
-    # backup and the data stream its epoch.
-    resumed, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
-    first, other_cluster = _start_two(resumed), _start_two(straight, "--epochs", "2")
-    _wait(first)
-    _wait(other_cluster)
-    # The workers trained together: identical weights. The chief writes the run's pictures and
-    # numbers; the other worker only its own state.
-    other = "workers/worker_1/model.keras"
-    assert _max_difference(f"{resumed}/model.keras", f"{resumed}/{other}") == 0.0
-    assert os.path.exists(f"{resumed}/metrics.json")
-    assert not os.path.exists(f"{resumed}/workers/worker_1/metrics.json")
-    after_one = str(tmp_path / "after_one.keras")
-    shutil.copy(f"{resumed}/model.keras", after_one)
-    _two_workers(resumed, "--epochs", "2")
-    assert _max_difference(f"{resumed}/model.keras", f"{straight}/model.keras") < 1e-5
-    # ... and the second epoch did train, so the agreement is not trivial.
-    assert _max_difference(after_one, f"{resumed}/model.keras") > 1e-4
-    assert _max_difference(f"{resumed}/{other}", f"{resumed}/model.keras") == 0.0
-    for run_dir in (resumed, f"{resumed}/workers/worker_1"):
-        with open(f"{run_dir}/history.csv") as f:
-            assert len(f.read().strip().splitlines()) == 1 + 2  # header and two epochs
-
-
 # The cluster (training.cluster): a handshake before the first step, a timeout for peers that
 # never come, signals answered on every worker. Each test is two (or one) short processes.
 
@@ -241,38 +198,73 @@ def test_a_lone_worker_gives_up_after_the_cluster_timeout_naming_its_peer(tmp_pa
     assert f"worker 1 (localhost:{ports[1]}) did not answer" in line, line
 
 
+def _start_single(run_dir, epochs):
+    """The same run as `_start_workers`' on one device, no cluster."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_vae.training", *TINY, *QUICK, "--epochs", epochs,
+         "--run-dir", run_dir],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
-def test_sigterm_to_one_worker_mid_run_stops_both_and_keeps_the_backup(tmp_path):
-    run_dir = str(tmp_path / "run")
-    processes = _start_workers(run_dir, [[], []], epochs="100")
-    states = [f"{run_dir}/backup/state.json", f"{run_dir}/workers/worker_1/backup/state.json"]
+def test_two_workers_match_one_device_and_a_run_stopped_by_sigterm_reruns_to_the_same_model(
+    tmp_path,
+):
+    # Three runs at once (start-up is most of each one's time): an uninterrupted two-worker run,
+    # one device, and a two-worker run whose worker 1 gets SIGTERM after the first epoch. On 200
+    # digits in batches of 64 (each pass ends in a partial batch) for 8 epochs.
+    epochs = "8"
+    straight, single, stopped = (str(tmp_path / name) for name in ("straight", "single", "stopped"))
+    runs = [_start_workers(straight, [[], []], epochs=epochs), [_start_single(single, epochs)]]
+    processes = _start_workers(stopped, [[], []], epochs=epochs)
+    states = [f"{stopped}/backup/state.json", f"{stopped}/workers/worker_1/backup/state.json"]
     deadline = time.monotonic() + 240
     try:
         # Mid-run: after the first epoch is backed up on both workers (in the background, a
-        # few milliseconds after its history row), with 99 to go.
+        # few milliseconds after its history row).
         while not all(os.path.exists(state) for state in states):
             assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
-            time.sleep(0.1)
-        stopped = time.monotonic()
+            time.sleep(0.05)
+        signalled = time.monotonic()
         processes[1].send_signal(signal.SIGTERM)
         (code_0, err_0), (code_1, err_1) = _finish(processes, timeout=60)
+        took = time.monotonic() - signalled
+        finished = [_finish(run) for run in runs]
     finally:
-        for p in processes:
+        for p in processes + [p for run in runs for p in run]:
             if p.poll() is None:
                 p.kill()
-    took = time.monotonic() - stopped
+    for code, err in (result for run in finished for result in run):
+        assert code == 0, err[-3000:]
     assert code_1 == 143, err_1[-3000:]
-    assert _last_line(err_1).startswith("keras-vae-train: stopped by SIGTERM; the last finished"), (
-        err_1
-    )
+    line = _last_line(err_1)
+    assert line.startswith("keras-vae-train: stopped by SIGTERM; the last finished"), err_1
     assert code_0 == 4, err_0[-3000:]
     line = _last_line(err_0)
     assert line.startswith("keras-vae-train: error: the cluster lost "), line
     assert "rerun the same commands" in line, line
     assert took < 60  # measured: 0.5 s for the stopped worker, 7-12 s for its peer
-    for folder in (run_dir, f"{run_dir}/workers/worker_1"):
+    kept = []
+    for folder in (stopped, f"{stopped}/workers/worker_1"):
         with open(f"{folder}/backup/state.json") as f:
-            assert json.load(f)["epoch"] >= 1
+            kept.append(json.load(f)["epoch"])
+    assert 1 <= min(kept) and max(kept) < int(epochs), kept  # stopped mid-run, some epochs kept
+    # Rerunning the same commands resumes, and ends where the uninterrupted run ended.
+    for code, err in _finish(_start_workers(stopped, [[], []], epochs=epochs)):
+        assert code == 0, err[-3000:]
+    other = "workers/worker_1/model.keras"
+    assert _max_difference(f"{stopped}/model.keras", f"{straight}/model.keras") < 1e-5
+    assert _max_difference(f"{stopped}/{other}", f"{stopped}/model.keras") == 0.0
+    assert _history(stopped) == pytest.approx(_history(straight), rel=1e-5)
+    with open(f"{stopped}/history.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + int(epochs)
+    # Two workers are one device: the same weights and the same held-out numbers, epoch by epoch.
+    assert _max_difference(f"{straight}/model.keras", f"{single}/model.keras") < 1e-4
+    assert _history(straight) == pytest.approx(_history(single), rel=1e-4)
+    # The chief writes the run's pictures and numbers; the other worker only its own state.
+    assert os.path.exists(f"{stopped}/metrics.json")
+    assert not os.path.exists(f"{stopped}/workers/worker_1/metrics.json")
 
 
 def test_the_handshake_names_the_first_field_and_two_workers_values(tmp_path):

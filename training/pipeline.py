@@ -13,12 +13,13 @@ def steps_per_epoch(num_examples, batch_size, drop_remainder=False):
 
 def make_dataset(
     x, batch_size, shuffle=False, seed=0, binarize=False, drop_remainder=False, first_epoch=0,
-    y=None, padded=False,
+    y=None, padded=False, last_epoch=None,
 ):  # fmt: skip
     """A `tf.data.Dataset` of batches of `x` (with `y`, its conditions, when given), prefetched.
 
-    Without `shuffle`: one pass over `x` in order. With `shuffle`: an endless stream of epochs
-    (iterate it with `steps_per_epoch(len(x), batch_size, drop_remainder)` steps per epoch),
+    Without `shuffle`: one pass over `x` in order. With `shuffle`: a stream of epochs
+    `first_epoch`..`last_epoch - 1`, endless without `last_epoch` (iterate it with
+    `steps_per_epoch(len(x), batch_size, drop_remainder)` steps per epoch),
     epoch e being a permutation drawn from the stateless seed `(seed, e)`. Epoch e is thus the
     same whether training started at epoch 0 or resumed at `first_epoch` = e, and the same on
     one device and on N replicas. `binarize` draws each batch's pixels from Bernoulli(x),
@@ -75,7 +76,11 @@ def make_dataset(
         keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
         return batches_of(tf.argsort(keys)).enumerate().map(lambda i, pair: (epoch, i, *pair))
 
-    ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(one_epoch)
+    # A stream that ends with the run: under MultiWorkerMirroredStrategy, deleting the iterator
+    # of an endless one at the end of `fit` stalled both workers for seconds (4.5 s on 200
+    # digits; 35-100 s were seen at MNIST size), measured in docs/cluster.md.
+    ds = tf.data.Dataset.range(first_epoch, 2**62 if last_epoch is None else last_epoch)
+    ds = ds.flat_map(one_epoch)
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 

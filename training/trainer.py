@@ -279,7 +279,8 @@ def _fit(model, config, data, initial_epoch, fit_callbacks):
     val_ds = make_dataset(data.x_eval, config.batch_size, padded=True)
     train_ds = make_dataset(
         data.dataset.x_train, config.batch_size, shuffle=True, seed=config.seed,
-        binarize=config.binarize, first_epoch=initial_epoch, padded=True,
+        binarize=config.binarize, first_epoch=initial_epoch, last_epoch=config.epochs,
+        padded=True,
     )  # fmt: skip
     start = time.time()
     if initial_epoch < config.epochs:
