@@ -6,6 +6,7 @@ must be set before TensorFlow starts, and must not leak into other tests.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -170,11 +171,23 @@ def test_workers_that_disagree_both_refuse_before_the_first_step(tmp_path):
     cases = {
         "lr": (["--learning-rate", "0.01"], "learning_rate (--learning-rate): worker 0 has 0.001, worker 1 has 0.01"),
         "latent": (["--latent-dim", "3"], "latent_dim (--latent-dim): worker 0 has 2, worker 1 has 3"),
+        "seed": (["--seed", "4"], "seed (--seed): worker 0 has 3, worker 1 has 4"),
+        "batch": (["--batch-size", "32"], "batch_size (--batch-size): worker 0 has 64, worker 1 has 32"),
+        "epochs": (["--epochs", "2"], "epochs (--epochs): worker 0 has 1, worker 1 has 2"),
     }  # fmt: skip
+    # A resume epoch mismatch: a finished one-epoch run whose worker 1 lost its folder, rerun
+    # for two epochs (the chief would resume after epoch 0, worker 1 start afresh).
+    resumed = str(tmp_path / "resume")
+    first = _start_workers(resumed, [[], []])
     started = {
         name: _start_workers(str(tmp_path / name), [[], flags])
         for name, (flags, _) in cases.items()
     }
+    for code, err in _finish(first):
+        assert code == 0, err[-3000:]
+    shutil.rmtree(f"{resumed}/workers/worker_1")
+    started["resume"] = _start_workers(resumed, [[], []], epochs="2")
+    cases["resume"] = ([], "resume epoch: worker 0 has 1, worker 1 has 0")
     for name, processes in started.items():
         for code, err in _finish(processes):
             assert code == 2, err[-3000:]
@@ -182,7 +195,8 @@ def test_workers_that_disagree_both_refuse_before_the_first_step(tmp_path):
             line = _last_line(err)
             assert line.startswith("keras-vae-train: error: the workers disagree on "), line
             assert cases[name][1] in line and "Nothing was trained" in line, line
-        assert not os.path.exists(tmp_path / name / "history.csv")
+        if name != "resume":
+            assert not os.path.exists(tmp_path / name / "history.csv")
 
 
 @pytest.mark.slow
